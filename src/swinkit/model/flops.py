@@ -1,0 +1,96 @@
+"""Analytic FLOP count of a Swin model, term by term, as the paper counts (Eq. 1 and 2).
+
+One multiply-add counts as one FLOP. Per block on an ``h x w`` map of ``C`` channels with
+window ``M``: the projections cost ``4hwC^2`` (qkv and output), attention ``2M^2hwC``
+(``QK^T`` and ``AV``; Eq. 2's second term), the MLP ``8hwC^2`` (ratio 4). As in the
+official code's count, which gives the published figures, each LayerNorm counts one FLOP
+per element; softmax, GELU and additions are not counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from swinkit.model.ops import window_layout
+from swinkit.model.registry import get_config
+from swinkit.model.swin import SwinConfig, SwinTransformer, _pair
+
+TERMS = ("embedding", "projections", "attention", "mlp", "merging", "norm", "head")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one forward pass of one image, with their breakdown.
+
+    ``by_stage[part][term]`` holds the count of each term in each part: ``"embedding"``,
+    ``"stage1"`` ... ``"stage4"`` and ``"head"``; ``by_term`` sums them over parts.
+    """
+
+    img_size: tuple[int, int]
+    by_stage: dict[str, dict[str, int]]
+
+    @property
+    def by_term(self) -> dict[str, int]:
+        return {term: sum(part.get(term, 0) for part in self.by_stage.values()) for term in TERMS}
+
+    @property
+    def total(self) -> int:
+        return sum(sum(part.values()) for part in self.by_stage.values())
+
+    @property
+    def gflops(self) -> float:
+        return self.total / 1e9
+
+
+def attention_flops(height: int, width: int, dim: int, window: int | None) -> int:
+    """Eq. 1 (``window=None``: global MSA, ``2(hw)^2C``) or Eq. 2 (``2M^2hwC``) attention term.
+
+    With a window, the map is padded to whole windows as the model does.
+    """
+    if window is None:
+        return 2 * (height * width) ** 2 * dim
+    window_h, window_w, _ = window_layout(height, width, window, 0)
+    padded = math.ceil(height / window_h) * window_h * math.ceil(width / window_w) * window_w
+    return 2 * window_h * window_w * padded * dim
+
+
+def count_flops(
+    model_or_name: SwinTransformer | SwinConfig | str, img_size: int | tuple[int, int] | None = None
+) -> FlopCount:
+    """Count the FLOPs of a model (or a variant name, or a config) on one ``img_size`` image.
+
+    ``img_size`` defaults to the config's. Returns a :class:`FlopCount` with the total and
+    its breakdown per stage and per term.
+    """
+    if isinstance(model_or_name, SwinTransformer):
+        config = model_or_name.config
+    elif isinstance(model_or_name, SwinConfig):
+        config = model_or_name
+    else:
+        config = get_config(model_or_name)
+    image_h, image_w = _pair(img_size) if img_size is not None else config.img_size
+    if min(image_h, image_w) < config.patch_size:
+        raise ValueError(f"img_size {(image_h, image_w)} is smaller than one patch ({config.patch_size} pixels)")
+    height, width = math.ceil(image_h / config.patch_size), math.ceil(image_w / config.patch_size)
+    dim = config.embed_dim
+    by_stage: dict[str, dict[str, int]] = {
+        "embedding": {
+            "embedding": height * width * dim * config.in_chans * config.patch_size**2,
+            "norm": height * width * dim,
+        }
+    }
+    for index, depth in enumerate(config.depths):
+        terms = dict.fromkeys(("projections", "attention", "mlp", "merging", "norm"), 0)
+        if index > 0:
+            terms["norm"] += height * width * dim
+            height, width = math.ceil(height / 2), math.ceil(width / 2)
+            terms["merging"] = height * width * 4 * dim * 2 * dim
+            dim *= 2
+        terms["projections"] = depth * 4 * height * width * dim * dim
+        terms["attention"] = depth * attention_flops(height, width, dim, config.window_size)
+        terms["mlp"] = depth * 2 * height * width * dim * int(dim * config.mlp_ratio)
+        terms["norm"] += depth * 2 * height * width * dim
+        by_stage[f"stage{index + 1}"] = terms
+    by_stage["head"] = {"norm": height * width * dim, "head": dim * config.num_classes}
+    return FlopCount(img_size=(image_h, image_w), by_stage=by_stage)

@@ -1,0 +1,169 @@
+"""The functional core of Swin: pure functions of tensors, one per idea of the paper.
+
+Every function here is stateless. Modules in :mod:`swinkit.model.layers` hold the
+parameters and call these. Shapes use ``B`` batch, ``H, W`` token-map height and width,
+``C`` channels, ``M`` window side, ``nW`` windows per image, ``N = M*M`` tokens per window.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+#: Value the reference code adds to attention logits between tokens of different
+#: sub-windows (it is -100, not -inf, so a fully masked row cannot produce NaN).
+MASK_VALUE = -100.0
+
+
+def window_layout(height: int, width: int, window: int, shift: int) -> tuple[int, int, int]:
+    """The window height, width and shift a block of window ``window`` uses on a ``height x width`` map.
+
+    A map whose shorter side is no larger than the window gets no shift (the reference
+    rule), and along a side shorter than the window the window shrinks to that side, so a
+    map smaller than the window is attended as one window of its own size.
+    """
+    effective_shift = shift if min(height, width) > window else 0
+    return min(window, height), min(window, width), effective_shift
+
+
+def pad_to_multiple(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
+    """Zero-pad a ``(B, H, W, C)`` map on the bottom and right to multiples of the given sides.
+
+    ``(B, H, W, C) -> (B, ceil(H/mh)*mh, ceil(W/mw)*mw, C)``; returns ``x`` itself when no
+    padding is needed.
+    """
+    _, height, width, _ = x.shape
+    pad_h = (multiple_h - height % multiple_h) % multiple_h
+    pad_w = (multiple_w - width % multiple_w) % multiple_w
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+
+
+def window_partition(x: torch.Tensor, window_h: int, window_w: int) -> torch.Tensor:
+    """Cut a map into non-overlapping windows (the W-MSA partition of Sec. 3.2).
+
+    ``(B, H, W, C) -> (B*nW, window_h*window_w, C)`` with windows in row-major order;
+    ``H`` and ``W`` must be multiples of the window sides (see :func:`pad_to_multiple`).
+    """
+    batch, height, width, channels = x.shape
+    x = x.view(batch, height // window_h, window_h, width // window_w, window_w, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_h * window_w, channels)
+
+
+def window_reverse(windows: torch.Tensor, window_h: int, window_w: int, height: int, width: int) -> torch.Tensor:
+    """Put windows back into a map: the inverse of :func:`window_partition`.
+
+    ``(B*nW, window_h*window_w, C) -> (B, H, W, C)``.
+    """
+    channels = windows.shape[-1]
+    x = windows.view(-1, height // window_h, width // window_w, window_h, window_w, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels)
+
+
+def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Roll a ``(B, H, W, C)`` map by ``shift`` tokens along H and W (Sec. 3.2, Fig. 4).
+
+    A positive ``shift`` moves content toward the top-left, as the paper does before
+    SW-MSA; ``cyclic_shift(x, -shift)`` undoes it.
+    """
+    if shift == 0:
+        return x
+    return torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+
+
+def shifted_window_regions(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """Label each token of a cyclically shifted ``height x width`` map with its sub-window.
+
+    After the shift, the last ``window`` rows (and columns) hold tokens from two places of
+    the original map: ``[-window, -shift)`` and the ``shift`` rows that wrapped around.
+    Crossing the row bands with the column bands gives up to nine regions (the slides'
+    example: an 8x8 map with M = 4 and shift 2), labelled ``0..8`` row-major.
+    Returns an ``(H, W)`` int64 tensor.
+    """
+    bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    regions = torch.zeros(height, width, dtype=torch.int64)
+    label = 0
+    for rows in bands:
+        for cols in bands:
+            regions[rows, cols] = label
+            label += 1
+    return regions
+
+
+@functools.lru_cache(maxsize=128)
+def shift_window_mask(
+    height: int, width: int, window: int, shift: int, device: torch.device = torch.device("cpu")
+) -> torch.Tensor:
+    """The additive SW-MSA mask that keeps attention inside each sub-window (Sec. 3.2).
+
+    For a padded map of ``height x width`` tokens (multiples of ``window``) shifted by
+    ``shift``, returns ``(nW, M*M, M*M)`` float32 with 0 where query and key lie in the
+    same sub-window and :data:`MASK_VALUE` where they do not. Cached per size and device:
+    the same call returns the same tensor, so treat it as read-only.
+    """
+    regions = shifted_window_regions(height, width, window, shift)
+    windows = window_partition(regions.view(1, height, width, 1), window, window).squeeze(-1)
+    different = windows.unsqueeze(1) != windows.unsqueeze(2)
+    return torch.zeros(different.shape).masked_fill_(different, MASK_VALUE).to(device)
+
+
+@functools.lru_cache(maxsize=128)
+def relative_position_index(
+    window_h: int, window_w: int, table_side: int, device: torch.device = torch.device("cpu")
+) -> torch.Tensor:
+    """Index into a ``(2M-1) x (2M-1)`` bias table for every pair of tokens in a window (Eq. 4).
+
+    ``table_side`` is ``2M-1`` of the table; the window may be smaller than ``M``
+    (a stage whose map is smaller than the window). Returns ``(N, N)`` int64 with
+    ``N = window_h*window_w``: for tokens at ``(i1, j1)`` and ``(i2, j2)`` the entry is
+    ``(i1-i2 + M-1) * (2M-1) + (j1-j2 + M-1)``. Cached per size and device (read-only).
+    """
+    offset = (table_side - 1) // 2
+    coords = torch.stack(torch.meshgrid(torch.arange(window_h), torch.arange(window_w), indexing="ij")).flatten(1)
+    relative = coords[:, :, None] - coords[:, None, :] + offset
+    return (relative[0] * table_side + relative[1]).to(device)
+
+
+def relative_position_bias(table: torch.Tensor, window_h: int, window_w: int) -> torch.Tensor:
+    """The bias ``B`` of Eq. 4 gathered from its learned table ``B_hat``.
+
+    ``table``: ``((2M-1)^2, heads)``; returns ``(heads, N, N)``.
+    """
+    side = int(round(table.shape[0] ** 0.5))
+    index = relative_position_index(window_h, window_w, side, table.device)
+    n = window_h * window_w
+    return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+
+def window_attention(
+    windows: torch.Tensor,
+    qkv_weight: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    proj_weight: torch.Tensor,
+    proj_bias: torch.Tensor | None,
+    num_heads: int,
+    bias: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    attn_drop: float = 0.0,
+) -> torch.Tensor:
+    """Multi-head self-attention inside each window with relative position bias (Eq. 4).
+
+    ``Attention(Q, K, V) = SoftMax(Q K^T / sqrt(d) + B [+ mask]) V``, then the output
+    projection. ``windows``: ``(B*nW, N, C)``; ``bias``: ``(heads, N, N)``; ``mask``:
+    ``(nW, N, N)`` or None. Returns ``(B*nW, N, C)``.
+    """
+    batch_windows, n, channels = windows.shape
+    head_dim = channels // num_heads
+    qkv = F.linear(windows, qkv_weight, qkv_bias)
+    q, k, v = qkv.view(batch_windows, n, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    additive = bias.unsqueeze(0)
+    if mask is not None:
+        num_windows = mask.shape[0]
+        additive = (additive + mask.unsqueeze(1)).repeat(batch_windows // num_windows, 1, 1, 1)
+    additive = additive.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive, dropout_p=attn_drop)
+    out = out.transpose(1, 2).reshape(batch_windows, n, channels)
+    return F.linear(out, proj_weight, proj_bias)

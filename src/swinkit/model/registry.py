@@ -1,0 +1,73 @@
+"""Named Swin variants as data, and the functions that build them."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import torch
+
+from swinkit.model.swin import SwinConfig, SwinTransformer
+
+_SIZES: Mapping[str, dict[str, object]] = {
+    "t": {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), "drop_path_rate": 0.2},
+    "s": {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24), "drop_path_rate": 0.3},
+    "b": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32), "drop_path_rate": 0.5},
+    "l": {"embed_dim": 192, "depths": (2, 2, 18, 2), "num_heads": (6, 12, 24, 48), "drop_path_rate": 0.2},
+}
+_LONG_NAMES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
+_RESOLUTIONS = {224: 7, 384: 12}
+
+
+def _build_variants() -> tuple[dict[str, SwinConfig], dict[str, str]]:
+    variants: dict[str, SwinConfig] = {}
+    aliases: dict[str, str] = {}
+    for size, fields in _SIZES.items():
+        for img_size, window in _RESOLUTIONS.items():
+            name = f"swin_{size}" if img_size == 224 else f"swin_{size}_{img_size}"
+            variants[name] = SwinConfig(img_size=img_size, window_size=window, **fields)  # type: ignore[arg-type]
+            aliases[f"swin_{_LONG_NAMES[size]}_patch4_window{window}_{img_size}"] = name
+    return variants, aliases
+
+
+_VARIANTS, _ALIASES = _build_variants()
+
+#: The registered variants by canonical name (read-only).
+VARIANTS: Mapping[str, SwinConfig] = MappingProxyType(_VARIANTS)
+#: timm-style names mapped to canonical ones (read-only).
+ALIASES: Mapping[str, str] = MappingProxyType(_ALIASES)
+
+
+def list_models(include_aliases: bool = False) -> list[str]:
+    """Names accepted by :func:`create_model`: the canonical ones, plus timm's with ``include_aliases``."""
+    names = list(VARIANTS)
+    return names + list(ALIASES) if include_aliases else names
+
+
+def get_config(name: str, **overrides: object) -> SwinConfig:
+    """The config of a registered variant, with any fields overridden.
+
+    Raises ValueError for an unknown name (listing close matches and the known names) or
+    an unknown or impossible field.
+    """
+    canonical = ALIASES.get(name, name)
+    if canonical not in VARIANTS:
+        known = list_models(include_aliases=True)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())} (and timm-style aliases {', '.join(ALIASES)})")
+    return VARIANTS[canonical].replace(**overrides) if overrides else VARIANTS[canonical]
+
+
+def create_model(name: str, device: torch.device | str | None = None, **overrides: object) -> SwinTransformer:
+    """Build a registered variant by name, e.g. ``create_model("swin_t", num_classes=10)``.
+
+    ``overrides`` replace any :class:`SwinConfig` field (``num_classes``, ``img_size``,
+    ``window_size``, ``in_chans``, ``drop_path_rate``, ...). ``device="meta"`` builds
+    without allocating memory.
+    """
+    config = get_config(name, **overrides)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return SwinTransformer(config)
