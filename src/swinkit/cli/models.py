@@ -35,12 +35,12 @@ def model_rows() -> list[dict[str, object]]:
 
 def run(args: argparse.Namespace) -> int:
     rows = model_rows()
-    header = f"{'model':<12} {'params':>13} {'GFLOPs':>8} {'input':>8} {'window':>6}  timm name"
-    print(header)
-    print("-" * len(header + "swin_large_patch4_window12_384"))
+    lines = [f"{'model':<12} {'params':>13} {'GFLOPs':>8} {'input':>8} {'window':>6}  timm name"]
     for row in rows:
-        print(
+        lines.append(
             f"{row['name']:<12} {row['params']:>13,} {row['gflops']:>8.3f} {row['input']:>8} "
             f"{row['window']:>6}  {row['alias']}"
         )
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    print("\n".join(lines))
     return 0

@@ -24,8 +24,8 @@ _RESOLUTIONS = {224: 7, 384: 12}
 def _build_variants() -> tuple[dict[str, SwinConfig], dict[str, str]]:
     variants: dict[str, SwinConfig] = {}
     aliases: dict[str, str] = {}
-    for size, fields in _SIZES.items():
-        for img_size, window in _RESOLUTIONS.items():
+    for img_size, window in _RESOLUTIONS.items():
+        for size, fields in _SIZES.items():
             name = f"swin_{size}" if img_size == 224 else f"swin_{size}_{img_size}"
             variants[name] = SwinConfig(img_size=img_size, window_size=window, **fields)  # type: ignore[arg-type]
             aliases[f"swin_{_LONG_NAMES[size]}_patch4_window{window}_{img_size}"] = name

@@ -1,0 +1,100 @@
+"""The functional core: partition, shift, mask, relative position index, window attention."""
+
+import math
+
+import pytest
+import torch
+
+from swinkit.model import ops
+
+
+def test_window_partition_round_trip_and_layout():
+    x = torch.randn(2, 8, 12, 5)
+    windows = ops.window_partition(x, 4, 3)
+    assert windows.shape == (2 * 2 * 4, 12, 5)
+    # Window 1 of image 0 is rows 0..3, columns 3..5, read row-major.
+    torch.testing.assert_close(windows[1], x[0, 0:4, 3:6].reshape(12, 5), rtol=0, atol=0)
+    torch.testing.assert_close(ops.window_reverse(windows, 4, 3, 8, 12), x, rtol=0, atol=0)
+
+
+def test_cyclic_shift_round_trip_moves_content_to_top_left():
+    x = torch.arange(2 * 6 * 6 * 1, dtype=torch.float32).view(2, 6, 6, 1)
+    shifted = ops.cyclic_shift(x, 2)
+    assert shifted[0, 0, 0, 0] == x[0, 2, 2, 0]
+    assert shifted[0, -1, -1, 0] == x[0, 1, 1, 0]
+    torch.testing.assert_close(ops.cyclic_shift(shifted, -2), x, rtol=0, atol=0)
+    assert ops.cyclic_shift(x, 0) is x
+
+
+def test_pad_to_multiple_pads_bottom_right_with_zeros():
+    x = torch.ones(1, 5, 7, 2)
+    padded = ops.pad_to_multiple(x, 4, 4)
+    assert padded.shape == (1, 8, 8, 2)
+    assert padded[:, :5, :7].eq(1).all() and padded[:, 5:].eq(0).all() and padded[:, :, 7:].eq(0).all()
+    assert ops.pad_to_multiple(x, 5, 7) is x
+
+
+def test_shifted_window_regions_match_the_slides_nine_region_layout():
+    regions = ops.shifted_window_regions(8, 8, window=4, shift=2)
+    assert regions.unique().tolist() == list(range(9))
+    expected_rows = [0, 0, 0, 0, 1, 1, 2, 2]
+    for i in range(8):
+        for j in range(8):
+            assert regions[i, j] == expected_rows[i] * 3 + expected_rows[j]
+
+
+def test_shift_window_mask_values_and_cache():
+    mask = ops.shift_window_mask(8, 8, 4, 2)
+    assert mask.shape == (4, 16, 16)
+    assert set(mask.unique().tolist()) == {ops.MASK_VALUE, 0.0}
+    # The top-left window holds one sub-window only: nothing is masked.
+    assert mask[0].eq(0).all()
+    # The bottom-right window holds four sub-windows of 4 tokens each: 4 * 4 * 4 allowed pairs.
+    assert mask[3].eq(0).sum() == 64
+    assert ops.shift_window_mask(8, 8, 4, 2) is mask
+
+
+def test_relative_position_index_matches_definition():
+    window, side = 3, 5
+    index = ops.relative_position_index(window, window, side)
+    for a in range(window * window):
+        for b in range(window * window):
+            (i1, j1), (i2, j2) = divmod(a, window), divmod(b, window)
+            assert index[a, b] == (i1 - i2 + window - 1) * side + (j1 - j2 + window - 1)
+    # A window smaller than the table's takes the centre of the same table.
+    small = ops.relative_position_index(2, 3, side)
+    assert small.max() < side * side and small[0, 0] == (side * side) // 2
+
+
+def naive_window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, bias, mask):
+    batch, n, channels = windows.shape
+    head_dim = channels // heads
+    q, k, v = (windows @ qkv_w.T + qkv_b).view(batch, n, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + bias
+    if mask is not None:
+        logits = logits.view(batch // mask.shape[0], mask.shape[0], heads, n, n) + mask[None, :, None]
+        logits = logits.view(batch, heads, n, n)
+    out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(batch, n, channels)
+    return out @ proj_w.T + proj_b
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_window_attention_equals_the_formula_of_eq4(with_mask):
+    torch.manual_seed(0)
+    channels, heads, n = 8, 2, 16
+    windows = torch.randn(2 * 4, n, channels)
+    qkv_w, qkv_b = torch.randn(3 * channels, channels), torch.randn(3 * channels)
+    proj_w, proj_b = torch.randn(channels, channels), torch.randn(channels)
+    bias = torch.randn(heads, n, n)
+    mask = ops.shift_window_mask(8, 8, 4, 2) if with_mask else None
+    got = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, bias, mask)
+    want = naive_window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, bias, mask)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "expected"),
+    [(56, 56, (7, 7, 3)), (7, 7, (7, 7, 0)), (8, 10, (7, 7, 3)), (7, 12, (7, 7, 0)), (3, 5, (3, 5, 0))],
+)
+def test_window_layout(height, width, expected):
+    assert ops.window_layout(height, width, 7, 3) == expected
