@@ -1,10 +1,12 @@
 """swinkit: the Swin Transformer (Liu et al., ICCV 2021), faithful to its references.
 
-Build a variant with :func:`create_model`, list them with :func:`list_models`, count
-their FLOPs with :func:`count_flops`.
+Build a variant with :func:`create_model` (from any checkpoint with ``pretrained=``), list
+them with :func:`list_models`, count their FLOPs with :func:`count_flops`, load weights with
+:func:`load_checkpoint` and save them for swinkit, Hugging Face or timm with :func:`save_pretrained`.
 """
 
-from swinkit.model import SwinConfig, SwinTransformer, create_model, get_config, list_models
+from swinkit.checkpoints import create_model, load_checkpoint, save_pretrained
+from swinkit.model import SwinConfig, SwinTransformer, get_config, list_models
 from swinkit.model.flops import FlopCount, count_flops
 
 __version__ = "0.1.0"
@@ -17,4 +19,6 @@ __all__ = [
     "create_model",
     "get_config",
     "list_models",
+    "load_checkpoint",
+    "save_pretrained",
 ]

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from swinkit import __version__
-from swinkit.cli import models
+from swinkit.cli import convert, evaluate, models, predict, train
 
-COMMANDS = (models,)
+COMMANDS = (models, train, evaluate, predict, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,40 @@
+"""Checkpoints: load the Swin weights people already have, and save them back for other libraries.
+
+Formats understood (detected from the keys, or named with ``format=``): ``native``
+(swinkit), ``official`` (the Swin repository, and timm before 0.9), ``timm``, ``hf``
+(Hugging Face transformers, legacy and transformers-5 names) and ``torchvision``. Sources: a
+file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``), a Hugging Face / timm / swinkit
+directory, a swinkit run directory, or a Hub id. Pickles are read with
+``torch.load(weights_only=True)``; saving always writes safetensors.
+"""
+
+from swinkit.checkpoints.errors import CheckpointError, UnsafeCheckpointError
+from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format
+from swinkit.checkpoints.loading import (
+    Checkpoint,
+    LoadReport,
+    create_model,
+    load_checkpoint,
+    read_checkpoint,
+    read_state_dict,
+    resize_relative_position_bias,
+)
+from swinkit.preprocessing import Preprocessing
+from swinkit.checkpoints.saving import save_pretrained
+
+__all__ = [
+    "FORMATS",
+    "SAVE_FORMATS",
+    "Checkpoint",
+    "CheckpointError",
+    "LoadReport",
+    "Preprocessing",
+    "UnsafeCheckpointError",
+    "create_model",
+    "detect_format",
+    "load_checkpoint",
+    "read_checkpoint",
+    "read_state_dict",
+    "resize_relative_position_bias",
+    "save_pretrained",
+]

@@ -1,0 +1,219 @@
+"""Training settings, and the recipes that fill the ones a user leaves unset.
+
+Three recipes: ``scratch`` (the paper's ImageNet-1k recipe, for training from random
+weights), ``finetune`` (the Hugging Face image-classification example's, used with
+``pretrained``), and ``digits`` (the built-in data set, with a small Swin suited to 8x8
+images, so that ``swinkit train`` with no arguments trains well in a couple of minutes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+AUGMENTS = ("randaugment", "trivial", "none")
+
+#: The paper's recipe (the brief's "Training recipe"): lr 1e-3 at batch 1024, scaled linearly.
+SCRATCH = MappingProxyType(
+    {
+        "model": "swin_t",
+        "epochs": 300,
+        "batch_size": 128,
+        "accum_steps": 1,
+        "lr": 1e-3,
+        "lr_base_batch": 1024,
+        "min_lr": 1e-5,
+        "warmup_epochs": 20.0,
+        "weight_decay": 0.05,
+        "clip_grad": 5.0,
+        "label_smoothing": 0.1,
+        "auto_augment": "randaugment",
+        "re_prob": 0.25,
+        "mixup": 0.8,
+        "cutmix": 1.0,
+        "hflip": 0.5,
+        "scale": (0.08, 1.0),
+    }
+)
+
+#: The Hugging Face example's fine-tuning recipe (Swin-T on EuroSAT, about 97%).
+FINETUNE = MappingProxyType(
+    {
+        "model": "swin_t",
+        "epochs": 3,
+        "batch_size": 32,
+        "accum_steps": 4,
+        "lr": 5e-5,
+        "lr_base_batch": 0,
+        "min_lr": 0.0,
+        "warmup_epochs": 0.3,
+        "weight_decay": 0.0,
+        "clip_grad": 1.0,
+        "label_smoothing": 0.0,
+        "auto_augment": "none",
+        "re_prob": 0.0,
+        "mixup": 0.0,
+        "cutmix": 0.0,
+        "hflip": 0.5,
+        "scale": (0.08, 1.0),
+    }
+)
+
+#: The built-in digits: 8x8 grey images, one token per pixel, two stages.
+DIGITS = MappingProxyType(
+    {
+        "model": "swin_t",
+        "model_overrides": {
+            "img_size": 8,
+            "patch_size": 1,
+            "in_chans": 1,
+            "embed_dim": 48,
+            "depths": (2, 2),
+            "num_heads": (3, 6),
+            "window_size": 4,
+            "drop_path_rate": 0.1,
+        },
+        "epochs": 40,
+        "batch_size": 32,
+        "accum_steps": 1,
+        "lr": 2e-3,
+        "lr_base_batch": 0,
+        "min_lr": 1e-5,
+        "warmup_epochs": 2.0,
+        "weight_decay": 0.05,
+        "clip_grad": 5.0,
+        "label_smoothing": 0.1,
+        "auto_augment": "none",
+        "re_prob": 0.0,
+        "mixup": 0.0,
+        "cutmix": 0.0,
+        "hflip": 0.0,
+        "scale": (1.0, 1.0),
+        "mean": (0.305,),
+        "std": (0.375,),
+        "crop_pct": 1.0,
+    }
+)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a training run; ``None`` means "take it from the recipe".
+
+    ``lr`` is the peak learning rate at ``lr_base_batch`` (0: not scaled); the effective
+    rate is ``lr * global_batch / lr_base_batch``, the linear scaling rule of the paper.
+    """
+
+    data: str | None = None
+    val: str | None = None
+    val_split: float = 0.1
+    model: str | None = None
+    model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pretrained: str | None = None
+    img_size: int | None = None
+    output: str = "runs"
+    name: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    accum_steps: int | None = None
+    lr: float | None = None
+    lr_base_batch: int | None = None
+    min_lr: float | None = None
+    warmup_epochs: float | None = None
+    weight_decay: float | None = None
+    layer_decay: float | None = None
+    clip_grad: float | None = None
+    label_smoothing: float | None = None
+    auto_augment: str | None = None
+    re_prob: float | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+    hflip: float | None = None
+    scale: tuple[float, float] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_pct: float | None = None
+    drop_path: float | None = None
+    augment: bool = True
+    precision: str = "fp32"
+    ema: bool = False
+    ema_decay: float = 0.9998
+    grad_checkpointing: bool = False
+    freeze_backbone: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    workers: int | None = None
+    skip_bad_images: bool = False
+    quiet: bool = False
+    device: str | None = None
+
+    @property
+    def recipe_name(self) -> str:
+        """``digits``, ``finetune`` or ``scratch``: which recipe fills the unset fields."""
+        if self.data in (None, "digits"):
+            return "digits"
+        return "finetune" if self.pretrained else "scratch"
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` filled from the recipe, validated."""
+        recipe = {"digits": DIGITS, "finetune": FINETUNE, "scratch": SCRATCH}[self.recipe_name]
+        filled = dataclasses.replace(self)
+        for key, value in recipe.items():
+            if key == "model_overrides":
+                if self.model is None:
+                    filled.model_overrides = dict(value) | dict(self.model_overrides)
+            elif getattr(filled, key, None) is None:
+                setattr(filled, key, value)
+        if filled.layer_decay is None:
+            filled.layer_decay = 1.0
+        if filled.workers is None:
+            filled.workers = 2
+        filled.validate()
+        return filled
+
+    def validate(self) -> None:
+        """Raise ValueError naming a setting that cannot work and what is accepted."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.auto_augment not in AUGMENTS:
+            raise ValueError(f"auto_augment {self.auto_augment!r} is not one of {', '.join(AUGMENTS)}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "accum_steps": self.accum_steps}
+        for name, value in positive.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ValueError(f"val_split must be in [0, 1), got {self.val_split}")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1] (1 disables it), got {self.layer_decay}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Settings from :meth:`to_dict` output; unknown keys raise ValueError."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; accepted: {sorted(fields)}")
+        values = dict(data)
+        for key in ("scale", "mean", "std"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read the ``config.json`` a run wrote."""
+        return cls.from_dict(json.loads(Path(path).read_text())["train"])

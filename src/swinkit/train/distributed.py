@@ -1,0 +1,71 @@
+"""Multi-process training with torch.distributed, started by ``torchrun``.
+
+``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; with ``WORLD_SIZE`` above
+one, :func:`setup` joins the process group (nccl on GPUs, gloo on CPUs). Rank 0 alone
+writes files and prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+    """Where this process stands: its rank, the world size and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over all processes (a no-op in one process); returns it."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def setup(device: str | None = None) -> Distributed:
+    """Read torchrun's environment, join the process group if there is one, pick the device.
+
+    ``device`` forces ``cpu`` or ``cuda``; by default CUDA is used when available.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA device is available; use --device cpu")
+    if device is not None and not device.startswith(("cpu", "cuda")):
+        raise ValueError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Distributed(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
+
+
+def teardown(context: Distributed) -> None:
+    """Leave the process group, if this process joined one."""
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,93 @@
+"""The optimiser and the learning-rate schedule of the recipe.
+
+AdamW with no weight decay on norms, biases and the relative position bias tables,
+optional layer-wise learning-rate decay, and a linear warm-up followed by a cosine decay,
+stepped once per optimiser step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+
+from swinkit.model import SwinTransformer
+
+#: The warm-up starts at this fraction of the peak learning rate.
+WARMUP_START = 1e-3
+
+
+def no_weight_decay(name: str, parameter: nn.Parameter) -> bool:
+    """True for the parameters the recipe exempts from weight decay: norms, biases, bias tables."""
+    return parameter.ndim <= 1 or name.endswith(".bias") or "relative_position_bias_table" in name
+
+
+def layer_id(name: str, model: SwinTransformer) -> int:
+    """Depth of a parameter for layer-wise lr decay: 0 for the embedding, then one per block.
+
+    A stage's patch merging shares the id of the stage's first block; the final norm and the
+    head come last (``num_blocks + 1``).
+    """
+    depths = model.config.depths
+    if name.startswith("patch_embed."):
+        return 0
+    if name.startswith("stages."):
+        parts = name.split(".")
+        stage = int(parts[1])
+        first = sum(depths[:stage])
+        block = int(parts[3]) if parts[2] == "blocks" else 0
+        return first + block + 1
+    return sum(depths) + 1
+
+
+def parameter_groups(
+    model: SwinTransformer, weight_decay: float, layer_decay: float = 1.0
+) -> list[dict[str, object]]:
+    """AdamW parameter groups: decay / no decay, times a per-layer lr scale ``layer_decay^(L - id)``.
+
+    Frozen parameters (``requires_grad`` False) are left out. Each group carries
+    ``lr_scale``, which :func:`build_optimizer` multiplies into the learning rate.
+    """
+    last = sum(model.config.depths) + 1
+    groups: dict[tuple[int, bool], dict[str, object]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        exempt = no_weight_decay(name, parameter)
+        depth = layer_id(name, model) if layer_decay < 1.0 else last
+        key = (depth, exempt)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "weight_decay": 0.0 if exempt else weight_decay,
+                "lr_scale": layer_decay ** (last - depth),
+            }
+        groups[key]["params"].append(parameter)  # type: ignore[union-attr]
+    return list(groups.values())
+
+
+def build_optimizer(
+    model: SwinTransformer, lr: float, weight_decay: float, layer_decay: float = 1.0
+) -> torch.optim.AdamW:
+    """AdamW (betas 0.9/0.999) over :func:`parameter_groups`, each at ``lr * lr_scale``."""
+    groups = parameter_groups(model, weight_decay, layer_decay)
+    if not groups:
+        raise ValueError("no trainable parameters: everything is frozen")
+    for group in groups:
+        group["lr"] = lr * float(group["lr_scale"])  # type: ignore[arg-type]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr: float
+) -> LRScheduler:
+    """Linear warm-up for ``warmup_steps``, then cosine decay to ``min_lr`` (the same floor for every group).
+
+    The schedule is stepped once per optimiser step; ``total_steps`` counts those steps.
+    """
+    warmup_steps = min(max(warmup_steps, 0), max(total_steps - 1, 0))
+    cosine = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup_steps, 1), eta_min=min_lr)
+    if warmup_steps == 0:
+        return cosine
+    warmup = LinearLR(optimizer, start_factor=WARMUP_START, end_factor=1.0, total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])

@@ -1,0 +1,58 @@
+"""Training pictures: loss and accuracy curves per epoch, and the confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _column(rows: Sequence[Mapping[str, object]], key: str) -> list[float]:
+    return [float(row[key]) if row.get(key) not in (None, "") else float("nan") for row in rows]
+
+
+def plot_curves(rows: Sequence[Mapping[str, object]], path: str | Path) -> None:
+    """Draw train/validation loss, validation top-1/top-5 and the learning rate against epoch."""
+    epochs = _column(rows, "epoch")
+    figure, (loss_axes, accuracy_axes, lr_axes) = plt.subplots(1, 3, figsize=(13, 3.6))
+    loss_axes.plot(epochs, _column(rows, "train_loss"), label="train")
+    loss_axes.plot(epochs, _column(rows, "val_loss"), label="validation")
+    loss_axes.set(title="loss", xlabel="epoch")
+    loss_axes.legend()
+    accuracy_axes.plot(epochs, _column(rows, "val_top1"), label="top-1")
+    accuracy_axes.plot(epochs, _column(rows, "val_top5"), label="top-5")
+    accuracy_axes.set(title="validation accuracy (%)", xlabel="epoch")
+    accuracy_axes.legend()
+    lr_axes.plot(epochs, _column(rows, "lr"))
+    lr_axes.set(title="learning rate (end of epoch)", xlabel="epoch")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | Path, title: str = "") -> None:
+    """Draw a confusion matrix (rows: true class, columns: predicted), counts in the cells."""
+    count = len(classes)
+    size = min(4 + 0.45 * count, 24)
+    figure, axes = plt.subplots(figsize=(size, size * 0.9))
+    image = axes.imshow(confusion.numpy(), cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    ticks = range(count)
+    axes.set_xticks(ticks, [str(c) for c in classes], rotation=90 if count > 10 else 0)
+    axes.set_yticks(ticks, [str(c) for c in classes])
+    axes.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    if count <= 30:
+        limit = confusion.max().item() / 2
+        for i in range(count):
+            for j in range(count):
+                value = int(confusion[i, j])
+                if value:
+                    axes.text(j, i, value, ha="center", va="center", color="white" if value > limit else "black", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
