@@ -98,3 +98,20 @@ def test_window_attention_equals_the_formula_of_eq4(with_mask):
 )
 def test_window_layout(height, width, expected):
     assert ops.window_layout(height, width, 7, 3) == expected
+
+
+def test_attention_probabilities_are_the_weights_window_attention_applies():
+    torch.manual_seed(0)
+    channels, heads, n = 8, 2, 16
+    windows = torch.randn(2 * 4, n, channels)
+    qkv_w, qkv_b = torch.randn(3 * channels, channels), torch.randn(3 * channels)
+    bias, mask = torch.randn(heads, n, n), ops.shift_window_mask(8, 8, 4, 2)
+    probs = ops.window_attention_probs(windows, qkv_w, qkv_b, heads, bias, mask)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(8, heads, n))
+    v = (windows @ qkv_w.T + qkv_b)[..., 2 * channels :].view(8, n, heads, channels // heads).transpose(1, 2)
+    mixed = (probs @ v).transpose(1, 2).reshape(8, n, channels)
+    identity = torch.eye(channels)
+    got = ops.window_attention(windows, qkv_w, qkv_b, identity, None, heads, bias, mask)
+    torch.testing.assert_close(got, mixed, rtol=1e-5, atol=1e-5)
+    # Masked pairs get (numerically) no weight: the bottom-right window's four sub-windows.
+    assert probs[3][:, mask[3] != 0].max() < 1e-20

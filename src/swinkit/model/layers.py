@@ -6,6 +6,7 @@ window partition, shift and merging are plain indexing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -88,6 +89,19 @@ class WindowAttention(nn.Module):
         return self.proj_drop(out)
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowLayout:
+    """How a block cuts an ``height x width`` map: window sides, shift, and the padded map's size."""
+
+    height: int
+    width: int
+    window_h: int
+    window_w: int
+    shift: int
+    padded_h: int
+    padded_w: int
+
+
 class SwinBlock(nn.Module):
     """One Swin Transformer block (Eq. 3): ``z = x + (S)W-MSA(LN(x)); out = z + MLP(LN(z))``.
 
@@ -120,17 +134,41 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
+    def layout(self, height: int, width: int) -> WindowLayout:
+        """How this block cuts a ``height x width`` map into windows."""
+        window_h, window_w, shift = ops.window_layout(height, width, self.window_size, self.shift_size)
+        padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
+        return WindowLayout(height, width, window_h, window_w, shift, padded_h, padded_w)
+
+    def _partition(self, x: torch.Tensor) -> tuple[torch.Tensor, WindowLayout, torch.Tensor | None]:
+        """Pad, shift and partition a normalised map; returns the windows, the layout and the mask."""
+        layout = self.layout(x.shape[1], x.shape[2])
+        x = ops.pad_to_multiple(x, layout.window_h, layout.window_w)
+        mask = None
+        if layout.shift:
+            mask = ops.shift_window_mask(layout.padded_h, layout.padded_w, layout.window_h, layout.shift, x.device)
+        windows = ops.window_partition(ops.cyclic_shift(x, layout.shift), layout.window_h, layout.window_w)
+        return windows, layout, mask
+
     def shifted_window_attention(self, x: torch.Tensor) -> torch.Tensor:
         """(S)W-MSA on a normalised map: pad, shift, partition, attend, reverse, unshift, crop."""
-        _, height, width, _ = x.shape
-        window_h, window_w, shift = ops.window_layout(height, width, self.window_size, self.shift_size)
-        x = ops.pad_to_multiple(x, window_h, window_w)
-        padded_h, padded_w = x.shape[1], x.shape[2]
-        mask = ops.shift_window_mask(padded_h, padded_w, window_h, shift, x.device) if shift else None
-        windows = ops.window_partition(ops.cyclic_shift(x, shift), window_h, window_w)
-        windows = self.attn(windows, window_h, window_w, mask)
-        x = ops.cyclic_shift(ops.window_reverse(windows, window_h, window_w, padded_h, padded_w), -shift)
-        return x[:, :height, :width, :]
+        windows, layout, mask = self._partition(x)
+        windows = self.attn(windows, layout.window_h, layout.window_w, mask)
+        x = ops.window_reverse(windows, layout.window_h, layout.window_w, layout.padded_h, layout.padded_w)
+        return ops.cyclic_shift(x, -layout.shift)[:, : layout.height, : layout.width, :]
+
+    def attention_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, WindowLayout]:
+        """The attention weights this block computes for its input ``x`` (before ``norm1``).
+
+        Returns ``(B, nW, heads, N, N)`` rows of ``SoftMax(QK^T/sqrt(d) + B + mask)`` (Eq. 4),
+        windows in row-major order over the padded, shifted map, and the layout to place them.
+        """
+        windows, layout, mask = self._partition(self.norm1(x))
+        bias = ops.relative_position_bias(self.attn.relative_position_bias_table, layout.window_h, layout.window_w)
+        probs = ops.window_attention_probs(
+            windows, self.attn.qkv.weight, self.attn.qkv.bias, self.attn.num_heads, bias, mask
+        )
+        return probs.view(x.shape[0], -1, *probs.shape[1:]), layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.shifted_window_attention(self.norm1(x)))

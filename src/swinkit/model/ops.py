@@ -138,6 +138,28 @@ def relative_position_bias(table: torch.Tensor, window_h: int, window_w: int) ->
     return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
 
+def window_attention_probs(
+    windows: torch.Tensor,
+    qkv_weight: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    num_heads: int,
+    bias: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The attention weights of Eq. 4, ``SoftMax(Q K^T / sqrt(d) + B [+ mask])``, for inspection.
+
+    Same inputs as :func:`window_attention`; returns ``(B*nW, heads, N, N)`` whose rows sum to 1.
+    """
+    batch_windows, n, channels = windows.shape
+    head_dim = channels // num_heads
+    qkv = F.linear(windows, qkv_weight, qkv_bias).view(batch_windows, n, 3, num_heads, head_dim)
+    q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    logits = q @ k.transpose(-2, -1) * head_dim**-0.5 + bias
+    if mask is not None:
+        logits = (logits.view(-1, mask.shape[0], num_heads, n, n) + mask[None, :, None]).view(batch_windows, num_heads, n, n)
+    return logits.softmax(dim=-1)
+
+
 def window_attention(
     windows: torch.Tensor,
     qkv_weight: torch.Tensor,
