@@ -266,3 +266,12 @@ def test_impossible_configs_are_refused(overrides, words):
 def test_unknown_variant_names_close_matches():
     with pytest.raises(ValueError, match="unknown model 'swin_tt'.*Did you mean.*swin_t"):
         swinkit.create_model("swin_tt")
+
+
+def test_training_after_inference_mode_uses_normal_cached_tensors():
+    model = tiny(window_size=3).eval()
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 61, 61))
+    model.train()
+    model(torch.randn(1, 3, 61, 61)).sum().backward()
+    assert model.stages[0].blocks[1].attn.relative_position_bias_table.grad.abs().sum() > 0

@@ -87,7 +87,7 @@ def test_window_attention_equals_the_formula_of_eq4(with_mask):
     proj_w, proj_b = torch.randn(channels, channels), torch.randn(channels)
     bias = torch.randn(heads, n, n)
     mask = ops.shift_window_mask(8, 8, 4, 2) if with_mask else None
-    got = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, bias, mask)
+    got = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, ops.fold_attention_bias(bias, mask))
     want = naive_window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, bias, mask)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -111,7 +111,26 @@ def test_attention_probabilities_are_the_weights_window_attention_applies():
     v = (windows @ qkv_w.T + qkv_b)[..., 2 * channels :].view(8, n, heads, channels // heads).transpose(1, 2)
     mixed = (probs @ v).transpose(1, 2).reshape(8, n, channels)
     identity = torch.eye(channels)
-    got = ops.window_attention(windows, qkv_w, qkv_b, identity, None, heads, bias, mask)
+    got = ops.window_attention(windows, qkv_w, qkv_b, identity, None, heads, ops.fold_attention_bias(bias, mask))
     torch.testing.assert_close(got, mixed, rtol=1e-5, atol=1e-5)
     # Masked pairs get (numerically) no weight: the bottom-right window's four sub-windows.
     assert probs[3][:, mask[3] != 0].max() < 1e-20
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_gelu_linear_equals_the_plain_path_in_outputs_and_gradients(dtype):
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 5, 16, requires_grad=True)
+    linear = torch.nn.Linear(16, 4)
+    grad = torch.randn(2, 5, 4)
+    results = []
+    for fused in (False, True):
+        hidden.grad = None
+        linear.zero_grad()
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = ops.gelu_linear(hidden, linear.weight, linear.bias) if fused else linear(torch.nn.functional.gelu(hidden))
+        out.backward(grad.to(out.dtype))
+        results.append((out.detach().float(), hidden.grad.clone(), linear.weight.grad.clone(), linear.bias.grad.clone()))
+    tolerance = 1e-5 if dtype is None else 2e-2
+    for plain, fused in zip(*results):
+        torch.testing.assert_close(fused, plain, rtol=tolerance, atol=tolerance)

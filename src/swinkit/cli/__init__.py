@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from swinkit import __version__
-from swinkit.cli import convert, evaluate, models, predict, train
+from swinkit.cli import bench, convert, evaluate, export, models, predict, train
 
-COMMANDS = (models, train, evaluate, predict, convert)
+COMMANDS = (models, train, evaluate, predict, convert, export, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ parameters and call these. Shapes use ``B`` batch, ``H, W`` token-map height and
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -104,10 +105,13 @@ def shift_window_mask(
     same sub-window and :data:`MASK_VALUE` where they do not. Cached per size and device:
     the same call returns the same tensor, so treat it as read-only.
     """
-    regions = shifted_window_regions(height, width, window, shift)
-    windows = window_partition(regions.view(1, height, width, 1), window, window).squeeze(-1)
-    different = windows.unsqueeze(1) != windows.unsqueeze(2)
-    return torch.zeros(different.shape).masked_fill_(different, MASK_VALUE).to(device)
+    # Cached tensors are built as normal tensors even under inference_mode, so that a later
+    # training step can use them.
+    with torch.inference_mode(False):
+        regions = shifted_window_regions(height, width, window, shift)
+        windows = window_partition(regions.view(1, height, width, 1), window, window).squeeze(-1)
+        different = windows.unsqueeze(1) != windows.unsqueeze(2)
+        return torch.zeros(different.shape).masked_fill_(different, MASK_VALUE).to(device)
 
 
 @functools.lru_cache(maxsize=128)
@@ -122,20 +126,62 @@ def relative_position_index(
     ``(i1-i2 + M-1) * (2M-1) + (j1-j2 + M-1)``. Cached per size and device (read-only).
     """
     offset = (table_side - 1) // 2
-    coords = torch.stack(torch.meshgrid(torch.arange(window_h), torch.arange(window_w), indexing="ij")).flatten(1)
-    relative = coords[:, :, None] - coords[:, None, :] + offset
-    return (relative[0] * table_side + relative[1]).to(device)
+    with torch.inference_mode(False):
+        coords = torch.stack(torch.meshgrid(torch.arange(window_h), torch.arange(window_w), indexing="ij")).flatten(1)
+        relative = coords[:, :, None] - coords[:, None, :] + offset
+        return (relative[0] * table_side + relative[1]).to(device)
 
 
-def relative_position_bias(table: torch.Tensor, window_h: int, window_w: int) -> torch.Tensor:
+def relative_position_bias(
+    table: torch.Tensor, window_h: int, window_w: int, table_side: int | None = None
+) -> torch.Tensor:
     """The bias ``B`` of Eq. 4 gathered from its learned table ``B_hat``.
 
-    ``table``: ``((2M-1)^2, heads)``; returns ``(heads, N, N)``.
+    ``table``: ``((2M-1)^2, heads)``, ``table_side`` its ``2M-1`` (worked out when not
+    given); returns ``(heads, N, N)``.
     """
-    side = int(round(table.shape[0] ** 0.5))
-    index = relative_position_index(window_h, window_w, side, table.device)
+    side = table_side if table_side is not None else math.isqrt(int(table.shape[0]))
+    index = cached(relative_position_index, window_h, window_w, side, table.device)
     n = window_h * window_w
     return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+
+@functools.lru_cache(maxsize=256)
+def window_order(
+    height: int, width: int, window_h: int, window_w: int, shift: int, device: torch.device = torch.device("cpu")
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad, cyclic shift and window partition as one gather, and their reverse as another.
+
+    For an ``height x width`` map padded to whole windows (``Hp x Wp``), returns
+    ``order``, ``(nW*N,)``: the row-major position in the padded map of each token in
+    window order (``window_partition(cyclic_shift(map, shift))`` of the position map), and
+    ``inverse``, ``(H*W,)``: the slot in window order of each original token. So
+    ``x.flatten(1, 2)[:, order]`` partitions and ``windows.flatten(0, 1)[:, inverse]``
+    (per image) puts back, unshifts and crops in one step. Cached (read-only).
+    """
+    padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
+    with torch.inference_mode(False):
+        positions = torch.arange(padded_h * padded_w).view(1, padded_h, padded_w, 1)
+        order = window_partition(cyclic_shift(positions, shift), window_h, window_w).flatten()
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel())
+        inverse = inverse.view(padded_h, padded_w)[:height, :width].flatten()
+        return order.to(device), inverse.to(device)
+
+
+def tracing() -> bool:
+    """True while torch.compile, torch.export or the TorchScript tracer records the model.
+
+    Caches are bypassed then: the traced graph computes what the cache would have held.
+    """
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+def cached(function, *args):  # type: ignore[no-untyped-def]
+    """Call an ``lru_cache``-wrapped helper, or its plain body while the model is traced."""
+    if tracing():
+        return function.__wrapped__(*args)
+    return function(*args)
 
 
 def window_attention_probs(
@@ -160,6 +206,16 @@ def window_attention_probs(
     return logits.softmax(dim=-1)
 
 
+def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The relative position bias and the shift mask as one additive tensor (Eq. 4's ``B`` + mask).
+
+    ``bias``: ``(heads, N, N)``; ``mask``: ``(nW, N, N)`` or None. Returns ``(1, heads, N, N)``
+    without a mask, ``(nW, heads, N, N)`` with one.
+    """
+    bias = bias.unsqueeze(0)
+    return bias if mask is None else bias + mask.unsqueeze(1)
+
+
 def window_attention(
     windows: torch.Tensor,
     qkv_weight: torch.Tensor,
@@ -167,25 +223,60 @@ def window_attention(
     proj_weight: torch.Tensor,
     proj_bias: torch.Tensor | None,
     num_heads: int,
-    bias: torch.Tensor,
-    mask: torch.Tensor | None = None,
+    additive: torch.Tensor,
     attn_drop: float = 0.0,
 ) -> torch.Tensor:
     """Multi-head self-attention inside each window with relative position bias (Eq. 4).
 
     ``Attention(Q, K, V) = SoftMax(Q K^T / sqrt(d) + B [+ mask]) V``, then the output
-    projection. ``windows``: ``(B*nW, N, C)``; ``bias``: ``(heads, N, N)``; ``mask``:
-    ``(nW, N, N)`` or None. Returns ``(B*nW, N, C)``.
+    projection, with ``scaled_dot_product_attention``. ``windows``: ``(B*nW, N, C)``
+    (windows of one image consecutive); ``additive``: ``B [+ mask]`` from
+    :func:`fold_attention_bias`, ``(1 or nW, heads, N, N)``. Returns ``(B*nW, N, C)``.
     """
     batch_windows, n, channels = windows.shape
     head_dim = channels // num_heads
     qkv = F.linear(windows, qkv_weight, qkv_bias)
     q, k, v = qkv.view(batch_windows, n, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-    additive = bias.unsqueeze(0)
-    if mask is not None:
-        num_windows = mask.shape[0]
-        additive = (additive + mask.unsqueeze(1)).repeat(batch_windows // num_windows, 1, 1, 1)
-    additive = additive.to(q.dtype)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive, dropout_p=attn_drop)
-    out = out.transpose(1, 2).reshape(batch_windows, n, channels)
+    if additive.shape[0] > 1:
+        # One copy of the masks per image: the fused CPU kernel takes 4-D masks only.
+        additive = additive.repeat(batch_windows // additive.shape[0], 1, 1, 1)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop)
+    # contiguous() is free after the fused kernel (its output already is) and keeps the ONNX
+    # exporter's decomposition from viewing a strided tensor.
+    out = out.transpose(1, 2).contiguous().view(batch_windows, n, channels)
     return F.linear(out, proj_weight, proj_bias)
+
+
+class _GeluLinear(torch.autograd.Function):
+    """``linear(gelu(hidden))`` that saves ``hidden`` alone and recomputes the GELU in backward."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(hidden, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.gelu(hidden), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        hidden, weight = ctx.saved_tensors
+        # Under autocast the forward ran in the low precision: do the backward in grad_out's dtype.
+        dtype = grad_out.dtype
+        activated = F.gelu(hidden).to(dtype)
+        flat_grad = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_weight = (flat_grad.t() @ activated.reshape(-1, activated.shape[-1])).to(weight.dtype)
+        grad_bias = flat_grad.sum(0).to(weight.dtype) if ctx.has_bias else None
+        grad_activated = grad_out @ weight.to(dtype)
+        grad_hidden = torch.ops.aten.gelu_backward(grad_activated.to(hidden.dtype), hidden)
+        return grad_hidden, grad_weight, grad_bias
+
+
+def gelu_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The second half of the block's MLP, ``Linear(GELU(hidden))``, with less memory in training.
+
+    Numerically the plain ``F.linear(F.gelu(hidden), weight, bias)``; when gradients are
+    recorded it keeps only ``hidden`` (not also its GELU, each ``4C`` wide) for the
+    backward pass, which recomputes the GELU. ``(..., hidden) -> (..., out)``.
+    """
+    if not torch.is_grad_enabled() or not (hidden.requires_grad or weight.requires_grad):
+        return F.linear(F.gelu(hidden), weight, bias)
+    return _GeluLinear.apply(hidden, weight, bias)

@@ -1,0 +1,90 @@
+"""Every fast path equals the plain path it replaces: outputs and gradients, fp32, 1e-5."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import swinkit
+from swinkit.model import ops
+from swinkit.model.layers import SwinBlock
+
+
+@pytest.mark.parametrize(("height", "width", "window", "shift"), [(8, 8, 4, 2), (7, 10, 4, 2), (14, 14, 7, 3), (5, 6, 7, 0)])
+def test_window_order_gathers_equal_pad_shift_partition_and_back(height, width, window, shift):
+    x = torch.randn(2, height, width, 3)
+    window_h, window_w, shift = ops.window_layout(height, width, window, shift)
+    padded = ops.pad_to_multiple(x, window_h, window_w)
+    plain = ops.window_partition(ops.cyclic_shift(padded, shift), window_h, window_w)
+    order, inverse = ops.window_order(height, width, window_h, window_w, shift)
+    fast = padded.flatten(1, 2)[:, order].reshape(plain.shape)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=0)
+    back = ops.cyclic_shift(ops.window_reverse(plain, window_h, window_w, *padded.shape[1:3]), -shift)
+    fast_back = fast.reshape(2, -1, 3)[:, inverse].view(x.shape)
+    torch.testing.assert_close(fast_back, back[:, :height, :width], rtol=0, atol=0)
+    torch.testing.assert_close(fast_back, x, rtol=0, atol=0)
+
+
+def plain_block_forward(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block of Eq. 3 written with the plain steps: pad, roll, partition, explicit softmax, reverse."""
+    height, width = x.shape[1:3]
+    window_h, window_w, shift = ops.window_layout(height, width, block.window_size, block.shift_size)
+    normed = ops.pad_to_multiple(block.norm1(x), window_h, window_w)
+    padded_h, padded_w = normed.shape[1:3]
+    windows = ops.window_partition(ops.cyclic_shift(normed, shift), window_h, window_w)
+    attn = block.attn
+    bias = ops.relative_position_bias(attn.relative_position_bias_table, window_h, window_w)
+    mask = ops.shift_window_mask(padded_h, padded_w, window_h, shift) if shift else None
+    probs = ops.window_attention_probs(windows, attn.qkv.weight, attn.qkv.bias, attn.num_heads, bias, mask)
+    v = F.linear(windows, attn.qkv.weight, attn.qkv.bias).chunk(3, dim=-1)[2]
+    v = v.view(*v.shape[:2], attn.num_heads, -1).transpose(1, 2)
+    out = (probs @ v).transpose(1, 2).reshape(windows.shape)
+    out = attn.proj(out)
+    out = ops.cyclic_shift(ops.window_reverse(out, window_h, window_w, padded_h, padded_w), -shift)
+    x = x + out[:, :height, :width]
+    mlp = block.mlp
+    return x + mlp.fc2(F.gelu(mlp.fc1(block.norm2(x))))
+
+
+@pytest.mark.parametrize(("size", "shift"), [((8, 8), 2), ((9, 13), 2), ((8, 8), 0), ((3, 6), 2)])
+def test_block_fast_path_equals_plain_path_in_outputs_and_gradients(size, shift):
+    torch.manual_seed(0)
+    block = SwinBlock(16, 2, 4, shift, 4.0, True, 0.0, 0.0, 0.0, 1e-5).train()
+    with torch.no_grad():
+        block.attn.relative_position_bias_table.normal_(std=0.5)
+    x = torch.randn(2, *size, 16, requires_grad=True)
+    grad = torch.randn(2, *size, 16)
+    results = []
+    for forward in (block.forward, lambda inputs: plain_block_forward(block, inputs)):
+        x.grad = None
+        block.zero_grad()
+        out = forward(x)
+        out.backward(grad)
+        results.append((out.detach(), x.grad.clone(), *(p.grad.clone() for p in block.parameters())))
+    for fast, plain in zip(*results):
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_cache_of_the_folded_bias_follows_the_table():
+    torch.manual_seed(0)
+    model = swinkit.create_model("swin_t", img_size=64, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        first = model(x)
+        attention = model.stages[0].blocks[1].attn
+        cached = next(iter(attention._additive_cache.values()))[1]
+        assert cached.shape == (16, 1, 16, 16)  # nW of the 16x16 map, heads, N, N
+        assert attention.additive(model.stages[0].blocks[1].layout(16, 16), x.device) is cached
+        attention.relative_position_bias_table.add_(1.0)  # an in-place change, as an optimiser step
+        second = model(x)
+    assert not torch.allclose(first, second)
+    fresh = swinkit.create_model("swin_t", img_size=64, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x), second, rtol=0, atol=0)
+    # While gradients are recorded nothing is cached and the table gets its gradient.
+    model.train()
+    attention._additive_cache.clear()
+    model(x).sum().backward()
+    assert attention._additive_cache == {}
+    assert attention.relative_position_bias_table.grad.abs().sum() > 0
