@@ -88,3 +88,21 @@ def test_eval_cache_of_the_folded_bias_follows_the_table():
     model(x).sum().backward()
     assert attention._additive_cache == {}
     assert attention.relative_position_bias_table.grad.abs().sum() > 0
+
+
+def test_sixteen_bit_cpu_attention_path_matches_the_fp32_formula():
+    torch.manual_seed(0)
+    channels, heads, n = 16, 2, 16
+    windows = torch.randn(2 * 4, n, channels)
+    qkv_w, qkv_b = 0.2 * torch.randn(3 * channels, channels), 0.2 * torch.randn(3 * channels)
+    proj_w, proj_b = 0.2 * torch.randn(channels, channels), 0.2 * torch.randn(channels)
+    bias, mask = torch.randn(heads, n, n), ops.shift_window_mask(8, 8, 4, 2)
+    additive = ops.fold_attention_bias(bias, mask)
+    expected = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, additive)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, additive)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.05)
+    # The mask matters here, so the 16-bit path really applies it.
+    unmasked = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, ops.fold_attention_bias(bias, None))
+    assert (unmasked - expected).abs().max() > 0.2

@@ -39,6 +39,8 @@ from swinkit.model import get_config
 from swinkit.model.flops import attention_flops, count_flops
 
 PEERS = ("timm", "torchvision", "transformers")
+#: Stochastic depth of every model, as in Swin-T's ImageNet recipe (it costs time in training).
+DROP_PATH = 0.2
 MODELS = ("swinkit", *PEERS)
 
 
@@ -46,7 +48,7 @@ def build(name: str, reference: nn.Module | None = None, grad_checkpointing: boo
     """Swin-T from ``name``'s library, with ``reference``'s weights (a swinkit model) when given."""
     torch.manual_seed(0)
     if name == "swinkit":
-        model = swinkit.create_model("swin_t")
+        model = swinkit.create_model("swin_t", drop_path_rate=DROP_PATH)
         if grad_checkpointing:
             model.set_grad_checkpointing(True)
         if reference is not None:
@@ -55,22 +57,24 @@ def build(name: str, reference: nn.Module | None = None, grad_checkpointing: boo
     if name == "timm":
         import timm
 
-        model = timm.create_model("swin_tiny_patch4_window7_224")
+        model = timm.create_model("swin_tiny_patch4_window7_224", drop_path_rate=DROP_PATH)
         weights = timm_format.from_native(reference.state_dict()) if reference is not None else None
     elif name == "torchvision":
         import torchvision
 
-        model = torchvision.models.swin_t()
+        model = torchvision.models.swin_t()  # stochastic depth 0.2 built in, as DROP_PATH
         weights = rename_from_native(reference.state_dict(), torchvision_format.LAYOUT) if reference is not None else None
     elif name == "transformers":
         import transformers
 
         if reference is None:
-            return _LogitsOnly(transformers.SwinForImageClassification(transformers.SwinConfig(num_labels=1000)))
+            config = transformers.SwinConfig(num_labels=1000, drop_path_rate=DROP_PATH)
+            return _LogitsOnly(transformers.SwinForImageClassification(config))
         # The user's path: swinkit's Hugging Face export read by from_pretrained.
         with tempfile.TemporaryDirectory() as folder:
             swinkit.save_pretrained(reference, folder, format="hf")
-            return _LogitsOnly(transformers.SwinForImageClassification.from_pretrained(folder))
+            loaded = transformers.SwinForImageClassification.from_pretrained(folder, drop_path_rate=DROP_PATH)
+            return _LogitsOnly(loaded)
     else:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     if weights is not None:
@@ -156,24 +160,44 @@ class Row:
         return self.img_per_s[model] / fastest
 
 
-def memory_worker(name: str, grad_checkpointing: bool) -> float:
-    """Peak resident memory added by training steps (batch 8, AdamW) of ``name``'s Swin-T, in MB."""
-    model = build(name, grad_checkpointing=grad_checkpointing)
+def saved_activations(model: nn.Module, batch: torch.Tensor) -> float:
+    """MB of tensors a forward pass in training keeps for the backward pass (each storage counted once)."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(batch).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return sum(storages.values()) / 2**20
+
+
+def memory_worker(name: str, grad_checkpointing: bool) -> dict[str, float]:
+    """Memory of training steps (batch 8, AdamW) of ``name``'s Swin-T, in MB.
+
+    ``peak_rss``: the peak resident memory added by two steps (gradients, optimiser state,
+    activations, temporaries); ``activations``: what a forward pass saves for backward.
+    """
+    model = build(name, grad_checkpointing=grad_checkpointing).train()
     batch = torch.randn(8, 3, 224, 224)
     step = _training_step(model, batch, None)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()
     step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return {"peak_rss": peak, "activations": saved_activations(model, batch)}
 
 
-def measure_memory(name: str, grad_checkpointing: bool = False) -> float:
-    """Run :func:`memory_worker` in a fresh process; returns its peak in MB."""
+def measure_memory(name: str, grad_checkpointing: bool = False) -> dict[str, float]:
+    """Run :func:`memory_worker` in a fresh process (the peak RSS cannot be reset in one)."""
     command = [sys.executable, "-m", "swinkit.benchmark", "--memory-worker", name]
     if grad_checkpointing:
         command.append("--grad-checkpointing")
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(output.strip().splitlines()[-1])
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def machine() -> dict[str, object]:
@@ -253,10 +277,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.memory:
         memory = {name: measure_memory(name) for name in MODELS}
         memory["swinkit, gradient checkpointing"] = measure_memory("swinkit", grad_checkpointing=True)
-        lowest = min(memory[name] for name in PEERS)
-        print("peak memory of a training step (batch 8, AdamW), MB: " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
-        print(f"  swinkit / lowest peer: {memory['swinkit'] / lowest:.2f}; with checkpointing / without: "
-              f"{memory['swinkit, gradient checkpointing'] / memory['swinkit']:.2f}")
+        for key, label in (("peak_rss", "peak resident memory added"), ("activations", "activations saved for backward")):
+            lowest = min(memory[name][key] for name in PEERS)
+            values = ", ".join(f"{name} {value[key]:.0f}" for name, value in memory.items())
+            print(
+                f"training step (batch 8, AdamW), {label}, MB: {values}; swinkit / lowest peer "
+                f"{memory['swinkit'][key] / lowest:.2f}, with checkpointing / without "
+                f"{memory['swinkit, gradient checkpointing'][key] / memory['swinkit'][key]:.2f}"
+            )
 
     growth = _growth(models["swinkit"], args.rounds)
     print(
@@ -326,8 +354,10 @@ def to_markdown(results: dict[str, object]) -> str:
     lines.append("Images per second, medians of interleaved rounds.")
     memory = results["peak_memory_mb"]
     if memory:
-        lines.append("")
-        lines.append("Peak memory of a training step (batch 8, AdamW), MB: " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
+        lines += ["", "| training step (batch 8, AdamW), MB | " + " | ".join(memory) + " |"]
+        lines.append("| --- |" + " --- |" * len(memory))
+        for key, label in (("peak_rss", "peak resident memory added"), ("activations", "activations saved for backward")):
+            lines.append(f"| {label} | " + " | ".join(f"{value[key]:.0f}" for value in memory.values()) + " |")
     growth = results["growth_448_over_224"]
     lines.append("")
     lines.append(
@@ -354,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.memory_worker:
-        print(memory_worker(args.memory_worker, args.grad_checkpointing))
+        print(json.dumps(memory_worker(args.memory_worker, args.grad_checkpointing)))
         return 0
     results = run(args)
     output = Path(args.output)

@@ -237,10 +237,19 @@ def window_attention(
     head_dim = channels // num_heads
     qkv = F.linear(windows, qkv_weight, qkv_bias)
     q, k, v = qkv.view(batch_windows, n, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-    if additive.shape[0] > 1:
-        # One copy of the masks per image: the fused CPU kernel takes 4-D masks only.
-        additive = additive.repeat(batch_windows // additive.shape[0], 1, 1, 1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop)
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and attn_drop == 0.0:
+        # In 16-bit on CPUs, batched matmuls and softmax beat the fused kernel with a mask.
+        logits = (q * head_dim**-0.5) @ k.transpose(-2, -1)
+        if additive.shape[0] > 1:
+            logits = logits.view(-1, *additive.shape) + additive.to(q.dtype)
+        else:
+            logits = logits + additive.to(q.dtype)
+        out = logits.view(batch_windows, num_heads, n, n).softmax(dim=-1) @ v
+    else:
+        if additive.shape[0] > 1:
+            # One copy of the masks per image: the fused CPU kernel takes 4-D masks only.
+            additive = additive.repeat(batch_windows // additive.shape[0], 1, 1, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop)
     # contiguous() is free after the fused kernel (its output already is) and keeps the ONNX
     # exporter's decomposition from viewing a strided tensor.
     out = out.transpose(1, 2).contiguous().view(batch_windows, n, channels)
