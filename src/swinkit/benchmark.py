@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import resource
@@ -35,8 +34,8 @@ import swinkit
 from swinkit.checkpoints import timm as timm_format
 from swinkit.checkpoints import torchvision as torchvision_format
 from swinkit.checkpoints.layout import rename_from_native
-from swinkit.model import get_config
-from swinkit.model.flops import attention_flops, count_flops
+from swinkit.model.flops import count_flops
+from swinkit.viz.flops import flops_table
 
 PEERS = ("timm", "torchvision", "transformers")
 #: Stochastic depth of every model, as in Swin-T's ImageNet recipe (it costs time in training).
@@ -175,6 +174,16 @@ def saved_activations(model: nn.Module, batch: torch.Tensor) -> float:
     return sum(storages.values()) / 2**20
 
 
+def _resident_mb() -> float:
+    """This process's resident memory now, in MB (Linux; elsewhere its peak so far)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_worker(name: str, grad_checkpointing: bool) -> dict[str, float]:
     """Memory of training steps (batch 8, AdamW) of ``name``'s Swin-T, in MB.
 
@@ -184,10 +193,10 @@ def memory_worker(name: str, grad_checkpointing: bool) -> dict[str, float]:
     model = build(name, grad_checkpointing=grad_checkpointing).train()
     batch = torch.randn(8, 3, 224, 224)
     step = _training_step(model, batch, None)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _resident_mb()
     step()
     step()
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     return {"peak_rss": peak, "activations": saved_activations(model, batch)}
 
 
@@ -302,26 +311,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _with_global_attention(size: int) -> int:
-    """Swin-T's FLOPs at ``size`` if every block attended globally (Eq. 1) instead of in windows (Eq. 2)."""
-    config = get_config("swin_t")
-    count = count_flops(config, size)
-    total, side = count.total, math.ceil(size / config.patch_size)
-    for index, depth in enumerate(config.depths):
-        if index:
-            side = math.ceil(side / 2)
-        stage = count.by_stage[f"stage{index + 1}"]
-        total += depth * attention_flops(side, side, config.stage_dims[index], None) - stage["attention"]
-    return total
-
-
 def _growth(model: nn.Module, rounds: int) -> dict[str, float]:
     small, large = torch.randn(2, 3, 224, 224), torch.randn(2, 3, 448, 448)
     times = interleaved({"224": _inference_step(model, small, None), "448": _inference_step(model, large, None)}, rounds, 1)
     return {
         "measured": statistics.median(times["448"]) / statistics.median(times["224"]),
         "eq2": count_flops("swin_t", 448).total / count_flops("swin_t", 224).total,
-        "eq1": _with_global_attention(448) / _with_global_attention(224),
+        "eq1": flops_table("swin_t", 448).global_total / flops_table("swin_t", 224).global_total,
     }
 
 

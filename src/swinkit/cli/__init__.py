@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from swinkit import __version__
-from swinkit.cli import bench, convert, evaluate, export, models, predict, train
+from swinkit.cli import bench, convert, evaluate, export, flops, models, predict, show, train
 
-COMMANDS = (models, train, evaluate, predict, convert, export, bench)
+COMMANDS = (models, train, evaluate, predict, convert, export, bench, show, flops)
 
 
 def build_parser() -> argparse.ArgumentParser:

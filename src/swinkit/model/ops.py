@@ -244,7 +244,11 @@ def window_attention(
             logits = logits.view(-1, *additive.shape) + additive.to(q.dtype)
         else:
             logits = logits + additive.to(q.dtype)
-        out = logits.view(batch_windows, num_heads, n, n).softmax(dim=-1) @ v
+        # Softmax in the 16-bit type itself (the CPU kernel accumulates in fp32): autocast
+        # would otherwise cast the logits to fp32 and the weights back, two copies each.
+        with torch.autocast(q.device.type, enabled=False):
+            weights = logits.view(batch_windows, num_heads, n, n).softmax(dim=-1)
+        out = weights @ v
     else:
         if additive.shape[0] > 1:
             # One copy of the masks per image: the fused CPU kernel takes 4-D masks only.
