@@ -237,6 +237,21 @@ def _versions() -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Measure everything ``args`` asks for; returns the results (also printed as it goes)."""
+    # Memory first, in fresh processes: after torch.compile has run here, children started from
+    # this process show a far larger resident set for every model alike.
+    memory = {}
+    if args.memory:
+        memory = {name: measure_memory(name) for name in MODELS}
+        memory["swinkit, gradient checkpointing"] = measure_memory("swinkit", grad_checkpointing=True)
+        for key, label in (("peak_rss", "peak resident memory added"), ("activations", "activations saved for backward")):
+            lowest = min(memory[name][key] for name in PEERS)
+            values = ", ".join(f"{name} {value[key]:.0f}" for name, value in memory.items())
+            print(
+                f"training step (batch 8, AdamW), {label}, MB: {values}; swinkit / lowest peer "
+                f"{memory['swinkit'][key] / lowest:.2f}, with checkpointing / without "
+                f"{memory['swinkit, gradient checkpointing'][key] / memory['swinkit'][key]:.2f}"
+            )
+
     torch.manual_seed(0)
     reference = swinkit.create_model("swin_t").eval()
     models = {name: build(name, reference).eval() for name in MODELS}
@@ -281,19 +296,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         row = Row("inference fp32, torch.compile", 8, {name: 8 / statistics.median(t) for name, t in times.items()})
         rows.append(row)
         print(_format_row(row, rates["fp32"], flops_per_image))
-
-    memory = {}
-    if args.memory:
-        memory = {name: measure_memory(name) for name in MODELS}
-        memory["swinkit, gradient checkpointing"] = measure_memory("swinkit", grad_checkpointing=True)
-        for key, label in (("peak_rss", "peak resident memory added"), ("activations", "activations saved for backward")):
-            lowest = min(memory[name][key] for name in PEERS)
-            values = ", ".join(f"{name} {value[key]:.0f}" for name, value in memory.items())
-            print(
-                f"training step (batch 8, AdamW), {label}, MB: {values}; swinkit / lowest peer "
-                f"{memory['swinkit'][key] / lowest:.2f}, with checkpointing / without "
-                f"{memory['swinkit, gradient checkpointing'][key] / memory['swinkit'][key]:.2f}"
-            )
 
     growth = _growth(models["swinkit"], args.rounds)
     print(
