@@ -101,13 +101,18 @@ def test_explicit_format_overrides_detection(tmp_path):
     assert equal_weights(model, swinkit.create_model("swin_t", pretrained=path, format="timm", **TINY))
     with pytest.raises(CheckpointError, match="missing keys .*patch_embed.proj.weight"):
         swinkit.load_checkpoint(tiny(), path, format="transformers")  # an alias of hf
-    with pytest.raises(ValueError, match="unknown checkpoint format 'caffe'; accepted: native, hf, torchvision, official, timm"):
+    with pytest.raises(
+        ValueError, match="unknown checkpoint format 'caffe'; accepted: native, hf, torchvision, official, timm"
+    ):
         swinkit.load_checkpoint(tiny(), path, format="caffe")
 
 
 def test_shape_mismatch_names_the_key_and_both_shapes(tmp_path):
     swinkit.save_pretrained(tiny(), tmp_path)
-    with pytest.raises(CheckpointError, match=r"stages\.0\.blocks\.0\.mlp\.fc1\.weight has shape \(64, 16\) in the checkpoint but \(32, 16\) in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"stages\.0\.blocks\.0\.mlp\.fc1\.weight has shape \(64, 16\) in the checkpoint but \(32, 16\) in the model",
+    ):
         swinkit.load_checkpoint(tiny(mlp_ratio=2.0), tmp_path)
 
 
@@ -116,7 +121,9 @@ def test_missing_keys_are_listed_unless_not_strict(tmp_path):
     del state["norm.weight"], state["stages.3.blocks.1.mlp.fc2.bias"]
     state["extra.weight"] = torch.zeros(2)
     torch.save(state, tmp_path / "partial.pt")
-    with pytest.raises(CheckpointError, match=r"missing keys \[norm.weight; stages.3.blocks.1.mlp.fc2.bias\]; .*\[extra.weight\]"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys \[norm.weight; stages.3.blocks.1.mlp.fc2.bias\]; .*\[extra.weight\]"
+    ):
         swinkit.load_checkpoint(tiny(), tmp_path / "partial.pt")
     report = swinkit.load_checkpoint(tiny(), tmp_path / "partial.pt", strict=False)
     assert report.missing == ["norm.weight", "stages.3.blocks.1.mlp.fc2.bias"] and report.unexpected == ["extra.weight"]
@@ -133,7 +140,10 @@ def test_other_num_classes_reinitialises_the_head_and_keeps_the_body(tmp_path):
         headless = swinkit.create_model(pretrained=tmp_path, num_classes=0)
     assert headless(torch.randn(1, 3, 64, 64)).shape == (1, 128)
     swinkit.save_pretrained(headless, tmp_path / "headless")
-    assert swinkit.create_model(pretrained=tmp_path / "headless", num_classes=7).load_report.initialised == ["head.bias", "head.weight"]
+    assert swinkit.create_model(pretrained=tmp_path / "headless", num_classes=7).load_report.initialised == [
+        "head.bias",
+        "head.weight",
+    ]
 
 
 def test_resize_relative_position_bias_follows_the_official_formula():
@@ -215,7 +225,11 @@ def test_timm_export_and_sharded_and_wrapped_checkpoints_load(tmp_path):
     weight_map = {key: f"model-0000{1 + (i >= 50)}-of-00002.safetensors" for i, key in enumerate(keys)}
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     assert equal_weights(model, swinkit.create_model(pretrained=tmp_path))
-    training = {"epoch": 3, "state_dict": {f"module.{key}": value for key, value in state.items()}, "args": argparse.Namespace(lr=0.1)}
+    training = {
+        "epoch": 3,
+        "state_dict": {f"module.{key}": value for key, value in state.items()},
+        "args": argparse.Namespace(lr=0.1),
+    }
     torch.save(training, tmp_path / "checkpoint-3.pth.tar")
     assert equal_weights(model, swinkit.create_model(pretrained=tmp_path / "checkpoint-3.pth.tar"))
 
@@ -276,7 +290,9 @@ def test_a_truncated_or_corrupt_file_gives_a_clear_error(suffix, tmp_path):
     data = good.read_bytes()
     truncated = tmp_path / f"truncated{suffix.removesuffix('-legacy')}"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=rf"could not read {truncated}: not a complete .*\(truncated or corrupt\?\)"):
+    with pytest.raises(
+        CheckpointError, match=rf"could not read {truncated}: not a complete .*\(truncated or corrupt\?\)"
+    ):
         read_state_dict(truncated)
     garbage = tmp_path / f"garbage{suffix.removesuffix('-legacy')}"
     garbage.write_bytes(b"this is not a checkpoint at all")
@@ -284,14 +300,19 @@ def test_a_truncated_or_corrupt_file_gives_a_clear_error(suffix, tmp_path):
         read_state_dict(garbage)
 
 
-@pytest.mark.parametrize("hub_id", ["microsoft/swin-tiny-patch4-window7-224", "timm/swin_tiny_patch4_window7_224.ms_in1k"])
+@pytest.mark.parametrize(
+    "hub_id", ["microsoft/swin-tiny-patch4-window7-224", "timm/swin_tiny_patch4_window7_224.ms_in1k"]
+)
 def test_hub_id_offline_gives_a_clear_error(hub_id, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(CheckpointError, match=rf"could not fetch '{hub_id}' from the Hugging Face Hub.*give the local directory or file"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"could not fetch '{hub_id}' from the Hugging Face Hub.*give the local directory or file",
+    ):
         swinkit.create_model(pretrained=hub_id)
 
 

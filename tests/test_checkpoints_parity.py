@@ -125,7 +125,9 @@ def max_differences(reference, ours):
     for ref, got in zip(ref_stages, stages):
         assert got.shape == ref.shape
     assert ref_logits.std() > 0.01, "reference logits too flat to reveal a mapping bug"
-    return (logits - ref_logits).abs().max().item(), max((got - ref).abs().max().item() for ref, got in zip(ref_stages, stages))
+    return (logits - ref_logits).abs().max().item(), max(
+        (got - ref).abs().max().item() for ref, got in zip(ref_stages, stages)
+    )
 
 
 def official_from_timm(state_dict):
@@ -162,7 +164,9 @@ def save_timm(spec, tmp):
 def save_timm_training_checkpoint(spec, tmp):
     model = randomise(timm_model(spec), 4)
     args = argparse.Namespace(model="swin_tiny_patch4_window7_224", lr=1e-3)
-    torch.save({"epoch": 3, "arch": "swin", "state_dict": model.state_dict(), "args": args}, tmp / "checkpoint-3.pth.tar")
+    torch.save(
+        {"epoch": 3, "arch": "swin", "state_dict": model.state_dict(), "args": args}, tmp / "checkpoint-3.pth.tar"
+    )
     return tmp / "checkpoint-3.pth.tar", model, timm_outputs
 
 
@@ -214,7 +218,11 @@ def test_reference_checkpoint_gives_reference_outputs(lib, size, tmp_path):
     path, reference, outputs = save(spec, tmp_path)
     model = swinkit.create_model(pretrained=path).eval()
     assert model.load_report.format == expected_format
-    assert (model.config.embed_dim, model.config.depths, model.config.num_heads) == (spec.embed_dim, spec.depths, spec.num_heads)
+    assert (model.config.embed_dim, model.config.depths, model.config.num_heads) == (
+        spec.embed_dim,
+        spec.depths,
+        spec.num_heads,
+    )
     assert (model.config.window_size, model.num_classes) == (spec.window_size, spec.num_classes)
     pixels = torch.randn(2, 3, spec.img_size, spec.img_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -278,7 +286,9 @@ def test_swinkit_export_loads_in_the_reference_library_and_back(target, size, tm
     if labels:
         assert label_names(reference) == list(labels)
     if target == "timm":  # timm also reads the exported weights strictly into a model it builds itself
-        timm_model(spec).load_state_dict(swinkit.checkpoints.read_state_dict(tmp_path / "model.safetensors"), strict=True)
+        timm_model(spec).load_state_dict(
+            swinkit.checkpoints.read_state_dict(tmp_path / "model.safetensors"), strict=True
+        )
     back = swinkit.create_model(pretrained=tmp_path)
     assert_bit_identical(model, back)
     assert back.config.labels == labels
@@ -303,7 +313,11 @@ def test_224_window_7_checkpoint_fine_tunes_at_384_window_12(tmp_path):
         assert resized.shape == (23 * 23, table.shape[1])
         assert torch.equal(resized, official_bicubic(table, 12))
         assert torch.equal(resized, resize_rel_pos_bias_table_simple(table, (12, 12), (529, table.shape[1])))
-    assert all(torch.equal(ours[key], value) for key, value in swinkit.checkpoints.read_checkpoint(path).state_dict.items() if "bias_table" not in key)
+    assert all(
+        torch.equal(ours[key], value)
+        for key, value in swinkit.checkpoints.read_checkpoint(path).state_dict.items()
+        if "bias_table" not in key
+    )
     assert model.pretrained_cfg["input_size"] == [3, 384, 384] and model.pretrained_cfg["crop_pct"] == 1.0
     # The resized model runs at 384 and agrees with timm's 384/window-12 model given the same weights.
     reference = timm_model(dataclasses.replace(SWIN_T, img_size=384, window_size=12)).eval()

@@ -12,7 +12,16 @@ def test_models_prints_the_published_figures(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line.split() for line in lines[2:]}
-    assert list(rows) == ["swin_t", "swin_s", "swin_b", "swin_l", "swin_t_384", "swin_s_384", "swin_b_384", "swin_l_384"]
+    assert list(rows) == [
+        "swin_t",
+        "swin_s",
+        "swin_b",
+        "swin_l",
+        "swin_t_384",
+        "swin_s_384",
+        "swin_b_384",
+        "swin_l_384",
+    ]
     assert rows["swin_t"][1:5] == ["28,288,354", "4.494", "224x224", "7"]
     assert rows["swin_b_384"][1:6] == ["87,903,584", "47.105", "384x384", "12", "swin_base_patch4_window12_384"]
     assert rows["swin_l_384"][1:3] == ["196,735,516", "103.952"]

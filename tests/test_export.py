@@ -51,7 +51,9 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
 
 def test_export_command_on_a_saved_model(tmp_path, capsys):
     swinkit.save_pretrained(tiny(), tmp_path / "model")
-    code = main(["export", str(tmp_path / "model"), "--onnx", str(tmp_path / "m.onnx"), "--pt2", str(tmp_path / "m.pt2")])
+    code = main(
+        ["export", str(tmp_path / "model"), "--onnx", str(tmp_path / "m.onnx"), "--pt2", str(tmp_path / "m.pt2")]
+    )
     output = capsys.readouterr().out
     assert code == 0 and (tmp_path / "m.onnx").stat().st_size > 0 and (tmp_path / "m.pt2").stat().st_size > 0
     difference = float(output.split("max abs difference ")[1].split()[0])

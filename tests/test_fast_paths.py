@@ -9,7 +9,9 @@ from swinkit.model import ops
 from swinkit.model.layers import SwinBlock
 
 
-@pytest.mark.parametrize(("height", "width", "window", "shift"), [(8, 8, 4, 2), (7, 10, 4, 2), (14, 14, 7, 3), (5, 6, 7, 0)])
+@pytest.mark.parametrize(
+    ("height", "width", "window", "shift"), [(8, 8, 4, 2), (7, 10, 4, 2), (14, 14, 7, 3), (5, 6, 7, 0)]
+)
 def test_window_order_gathers_equal_pad_shift_partition_and_back(height, width, window, shift):
     x = torch.randn(2, height, width, 3)
     window_h, window_w, shift = ops.window_layout(height, width, window, shift)

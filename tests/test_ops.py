@@ -128,9 +128,15 @@ def test_gelu_linear_equals_the_plain_path_in_outputs_and_gradients(dtype):
         hidden.grad = None
         linear.zero_grad()
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            out = ops.gelu_linear(hidden, linear.weight, linear.bias) if fused else linear(torch.nn.functional.gelu(hidden))
+            out = (
+                ops.gelu_linear(hidden, linear.weight, linear.bias)
+                if fused
+                else linear(torch.nn.functional.gelu(hidden))
+            )
         out.backward(grad.to(out.dtype))
-        results.append((out.detach().float(), hidden.grad.clone(), linear.weight.grad.clone(), linear.bias.grad.clone()))
+        results.append(
+            (out.detach().float(), hidden.grad.clone(), linear.weight.grad.clone(), linear.bias.grad.clone())
+        )
     tolerance = 1e-5 if dtype is None else 2e-2
     for plain, fused in zip(*results):
         torch.testing.assert_close(fused, plain, rtol=tolerance, atol=tolerance)

@@ -19,7 +19,9 @@ TINY = dict(img_size=32, embed_dim=16, depths=(1, 2), num_heads=(1, 2), window_s
 
 def test_recipes_fill_unset_fields():
     digits = TrainConfig().resolved()
-    assert digits.recipe_name == "digits" and digits.model_overrides["in_chans"] == 1 and digits.epochs == DIGITS["epochs"]
+    assert (
+        digits.recipe_name == "digits" and digits.model_overrides["in_chans"] == 1 and digits.epochs == DIGITS["epochs"]
+    )
     scratch = TrainConfig(data="folder", lr=3e-4).resolved()
     assert scratch.lr == 3e-4 and scratch.weight_decay == SCRATCH["weight_decay"] == 0.05
     assert scratch.mixup == 0.8 and scratch.cutmix == 1.0 and scratch.re_prob == 0.25 and scratch.clip_grad == 5.0

@@ -139,7 +139,10 @@ def test_resume_after_sigkill_gives_identical_weights(folder, tmp_path):
     assert (tmp_path / "killed" / "metrics.csv").read_text().count("\n") == 5
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun missing")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun missing",
+)
 def test_two_processes_equal_one_with_the_same_global_batch(folder, tmp_path):
     common = ["--data", str(folder), "--val-split", "0", "--output", str(tmp_path), "--epochs", "2",
               "--no-augment", "--smoothing", "0", "--drop-path", "0", "--seed", "1", "--quiet",
@@ -206,7 +209,9 @@ def test_predict_labels_images_and_reports_unreadable_files(trained_run, folder,
     for name in ("red", "green", "blue"):
         shutil.copy(folder / name / "3.png", inputs / f"{name}.png")
     (inputs / "garbage.jpg").write_text("nope")
-    code = main(["predict", "--model", str(trained_run), str(inputs), str(folder / "red" / "4.jpg"), "--topk", "2", "--json"])
+    code = main(
+        ["predict", "--model", str(trained_run), str(inputs), str(folder / "red" / "4.jpg"), "--topk", "2", "--json"]
+    )
     assert code == 1  # one input could not be read; the others are still labelled
     results = {Path(item["path"]).name: item for item in json.loads(capsys.readouterr().out)}
     assert set(results) == {"blue.png", "garbage.jpg", "green.png", "red.png", "4.jpg"}

@@ -62,7 +62,9 @@ def build(name: str, reference: nn.Module | None = None, grad_checkpointing: boo
         import torchvision
 
         model = torchvision.models.swin_t()  # stochastic depth 0.2 built in, as DROP_PATH
-        weights = rename_from_native(reference.state_dict(), torchvision_format.LAYOUT) if reference is not None else None
+        weights = (
+            rename_from_native(reference.state_dict(), torchvision_format.LAYOUT) if reference is not None else None
+        )
     elif name == "transformers":
         import transformers
 
@@ -243,7 +245,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.memory:
         memory = {name: measure_memory(name) for name in MODELS}
         memory["swinkit, gradient checkpointing"] = measure_memory("swinkit", grad_checkpointing=True)
-        for key, label in (("peak_rss", "peak resident memory added"), ("activations", "activations saved for backward")):
+        for key, label in (
+            ("peak_rss", "peak resident memory added"),
+            ("activations", "activations saved for backward"),
+        ):
             lowest = min(memory[name][key] for name in PEERS)
             values = ", ".join(f"{name} {value[key]:.0f}" for name, value in memory.items())
             print(
@@ -259,7 +264,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     with torch.inference_mode():
         expected = models["swinkit"](check)
         differences = {name: (model(check) - expected).abs().max().item() for name, model in models.items()}
-    print("max |logits - swinkit's| with identical weights: " + ", ".join(f"{k} {v:.1e}" for k, v in differences.items()))
+    print(
+        "max |logits - swinkit's| with identical weights: " + ", ".join(f"{k} {v:.1e}" for k, v in differences.items())
+    )
 
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     flops_per_image = 2 * count_flops("swin_t").total
@@ -272,7 +279,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         ("training step fp32", 8, "training", None),
     ]
     if args.bf16:
-        cases += [("inference bf16", 8, "inference", torch.bfloat16), ("training step bf16", 8, "training", torch.bfloat16)]
+        cases += [
+            ("inference bf16", 8, "inference", torch.bfloat16),
+            ("training step bf16", 8, "training", torch.bfloat16),
+        ]
     for label, batch_size, kind, dtype in cases:
         batch = torch.randn(batch_size, 3, 224, 224)
         steps = {}
@@ -315,7 +325,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def _growth(model: nn.Module, rounds: int) -> dict[str, float]:
     small, large = torch.randn(2, 3, 224, 224), torch.randn(2, 3, 448, 448)
-    times = interleaved({"224": _inference_step(model, small, None), "448": _inference_step(model, large, None)}, rounds, 1)
+    times = interleaved(
+        {"224": _inference_step(model, small, None), "448": _inference_step(model, large, None)}, rounds, 1
+    )
     return {
         "measured": statistics.median(times["448"]) / statistics.median(times["224"]),
         "eq2": count_flops("swin_t", 448).total / count_flops("swin_t", 224).total,
@@ -354,7 +366,10 @@ def to_markdown(results: dict[str, object]) -> str:
     if memory:
         lines += ["", "| training step (batch 8, AdamW), MB | " + " | ".join(memory) + " |"]
         lines.append("| --- |" + " --- |" * len(memory))
-        for key, label in (("peak_rss", "peak resident memory added"), ("activations", "activations saved for backward")):
+        for key, label in (
+            ("peak_rss", "peak resident memory added"),
+            ("activations", "activations saved for backward"),
+        ):
             lines.append(f"| {label} | " + " | ".join(f"{value[key]:.0f}" for value in memory.values()) + " |")
     growth = results["growth_448_over_224"]
     lines.append("")
@@ -366,7 +381,9 @@ def to_markdown(results: dict[str, object]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Swin-T speed and memory: swinkit against timm, torchvision, transformers.")
+    parser = argparse.ArgumentParser(
+        description="Swin-T speed and memory: swinkit against timm, torchvision, transformers."
+    )
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case (default 7)")
     parser.add_argument("--repeats", type=int, default=8, help="images per timed inference call group (default 8)")
     parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast")

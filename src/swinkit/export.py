@@ -51,7 +51,9 @@ def export_onnx(
 
 
 def check_onnx(
-    model: SwinTransformer, path: str | os.PathLike[str], img_size: int | tuple[int, int] | None = None,
+    model: SwinTransformer,
+    path: str | os.PathLike[str],
+    img_size: int | tuple[int, int] | None = None,
     batch_sizes: tuple[int, ...] = (1, 3),
 ) -> float:
     """Largest absolute difference between onnxruntime's and PyTorch's logits over a few batch sizes."""

@@ -101,7 +101,10 @@ class Prediction:
     def to_dict(self) -> dict[str, object]:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "top": [{"label": l, "probability": p} for l, p in zip(self.labels, self.probabilities)]}
+        return {
+            "path": self.path,
+            "top": [{"label": label, "probability": p} for label, p in zip(self.labels, self.probabilities)],
+        }
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:

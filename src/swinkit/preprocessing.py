@@ -88,7 +88,9 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
+        }
 
     def replace(self, **changes: object) -> Preprocessing:
         """A copy with some fields changed."""

@@ -9,9 +9,7 @@ from swinkit.checkpoints import hf, native, official, timm, torchvision
 from swinkit.checkpoints.errors import CheckpointError
 
 #: Format name -> module, in the order detection tries them (official before timm: both use ``layers.*``).
-FORMATS: Mapping[str, ModuleType] = {
-    module.NAME: module for module in (native, hf, torchvision, official, timm)
-}
+FORMATS: Mapping[str, ModuleType] = {module.NAME: module for module in (native, hf, torchvision, official, timm)}
 #: Formats of export directories (weights plus JSON): :func:`swinkit.save_pretrained` writes
 #: them, and their JSON files (config, labels, preprocessing) are read on load.
 SAVE_FORMATS = ("native", "hf", "timm")

@@ -84,7 +84,9 @@ def detect(keys: Collection[str]) -> bool:
 
 def to_native(state_dict: Mapping[str, torch.Tensor]) -> Converted:
     """Rename a Hugging Face state dict to swinkit's names, fusing query, key and value into qkv."""
-    prefixed = {(_BASE_PREFIX + key if key.startswith(_BASE_MODULES) else key): value for key, value in state_dict.items()}
+    prefixed = {
+        (_BASE_PREFIX + key if key.startswith(_BASE_MODULES) else key): value for key, value in state_dict.items()
+    }
     converted = rename_to_native(prefixed, LAYOUT)
     tensors = converted.state_dict
     for match in filter(None, map(_QUERY.match, list(tensors))):
@@ -114,9 +116,13 @@ def read_metadata(metadata: Mapping[str, dict]) -> tuple[dict[str, object], Prep
     if config.get("model_type") != "swin":
         return None
     if config.get("use_absolute_embeddings"):
-        raise CheckpointError("this Hugging Face Swin uses absolute position embeddings, which swinkit does not implement")
+        raise CheckpointError(
+            "this Hugging Face Swin uses absolute position embeddings, which swinkit does not implement"
+        )
     if config.get("hidden_act", "gelu") != "gelu":
-        raise CheckpointError(f"this Hugging Face Swin uses activation {config['hidden_act']!r}; swinkit implements 'gelu'")
+        raise CheckpointError(
+            f"this Hugging Face Swin uses activation {config['hidden_act']!r}; swinkit implements 'gelu'"
+        )
     fields: dict[str, object] = {ours: config[theirs] for ours, theirs in CONFIG_FIELDS if theirs in config}
     id2label = config.get("id2label") or {}
     labels = tuple(str(id2label[index]) for index in sorted(id2label, key=int))
@@ -126,10 +132,16 @@ def read_metadata(metadata: Mapping[str, dict]) -> tuple[dict[str, object], Prep
     if processor is None or "image_mean" not in processor:
         return fields, None
     size = fields.get("img_size", 224)
-    preprocessing = Preprocessing.default((size, size) if isinstance(size, int) else size, int(config.get("num_channels", 3)))  # type: ignore[arg-type]
-    resample = {code: name for name, code in _RESAMPLE.items()}.get(processor.get("resample"), preprocessing.interpolation)
+    preprocessing = Preprocessing.default(
+        (size, size) if isinstance(size, int) else size, int(config.get("num_channels", 3))
+    )  # type: ignore[arg-type]
+    resample = {code: name for name, code in _RESAMPLE.items()}.get(
+        processor.get("resample"), preprocessing.interpolation
+    )
     crop_pct = processor.get("crop_pct", 1.0 if not processor.get("do_center_crop") else preprocessing.crop_pct)
-    return fields, preprocessing.replace(mean=processor["image_mean"], std=processor["image_std"], interpolation=resample, crop_pct=crop_pct)
+    return fields, preprocessing.replace(
+        mean=processor["image_mean"], std=processor["image_std"], interpolation=resample, crop_pct=crop_pct
+    )
 
 
 def export_config(config: SwinConfig) -> dict[str, object]:
@@ -178,4 +190,7 @@ def export(
     state_dict: Mapping[str, torch.Tensor], config: SwinConfig, preprocessing: Preprocessing
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, object]]]:
     """The tensors and JSON files of a Hugging Face export: legacy names, ``config.json``, ``preprocessor_config.json``."""
-    return from_native(state_dict), {"config.json": export_config(config), "preprocessor_config.json": export_preprocessor(preprocessing)}
+    return from_native(state_dict), {
+        "config.json": export_config(config),
+        "preprocessor_config.json": export_preprocessor(preprocessing),
+    }

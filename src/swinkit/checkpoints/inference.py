@@ -12,7 +12,16 @@ from swinkit.checkpoints.errors import CheckpointError
 from swinkit.model import VARIANTS, SwinConfig
 
 #: Fields that define the weights' shapes; two configs that agree on these load the same checkpoint.
-ARCHITECTURE_FIELDS = ("patch_size", "in_chans", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "qkv_bias")
+ARCHITECTURE_FIELDS = (
+    "patch_size",
+    "in_chans",
+    "embed_dim",
+    "depths",
+    "num_heads",
+    "window_size",
+    "mlp_ratio",
+    "qkv_bias",
+)
 _BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.norm1\.weight$")
 
 
@@ -49,7 +58,9 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], hints: Mapping[str, obj
         proj = state_dict["patch_embed.proj.weight"]
         embed_dim, in_chans, patch_size = proj.shape[0], proj.shape[1], proj.shape[-1]
         depths = tuple(blocks[stage] for stage in range(len(blocks)))
-        tables = [state_dict[f"stages.{stage}.blocks.0.attn.relative_position_bias_table"] for stage in range(len(depths))]
+        tables = [
+            state_dict[f"stages.{stage}.blocks.0.attn.relative_position_bias_table"] for stage in range(len(depths))
+        ]
         hidden = state_dict["stages.0.blocks.0.mlp.fc1.weight"].shape[0]
     except KeyError as error:
         raise CheckpointError(

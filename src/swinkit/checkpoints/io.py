@@ -40,7 +40,14 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 WRAPPER_KEYS = ("model", "state_dict")
 _HUB_ID = re.compile(r"^(hf-hub:)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_PATTERNS = (
-    ["swinkit.json", "config.json", "preprocessor_config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"],
+    [
+        "swinkit.json",
+        "config.json",
+        "preprocessor_config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "model-*.safetensors",
+    ],
     ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"],
 )
 #: Harmless classes a weights-only unpickler may rebuild besides tensors (timm's training
@@ -171,7 +178,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"could not read {path}: not a complete safetensors file (truncated or corrupt?): {error}") from error
+        raise CheckpointError(
+            f"could not read {path}: not a complete safetensors file (truncated or corrupt?): {error}"
+        ) from error
 
 
 def _read_pickle(path: Path) -> object:

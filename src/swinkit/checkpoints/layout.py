@@ -97,7 +97,7 @@ def _rename_module(key: str, pairs: Pairs, source: int, target: int) -> str | No
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template_regex(template: str) -> re.Pattern[str]:
     pattern = re.escape(template).replace(r"\{stage\}", r"(?P<stage>\d+)").replace(r"\{block\}", r"(?P<block>\d+)")
     return re.compile(pattern + r"\.(?P<rest>.+)$")

@@ -101,7 +101,9 @@ def read_checkpoint(source: Source, format: str | None = None) -> Checkpoint:
         if found is not None:
             hints, preprocessing = found
             break
-    return Checkpoint(located.source, name, converted.state_dict, hints, preprocessing, converted.unmapped, converted.ignored)
+    return Checkpoint(
+        located.source, name, converted.state_dict, hints, preprocessing, converted.unmapped, converted.ignored
+    )
 
 
 def resize_relative_position_bias(table: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -164,10 +166,19 @@ def load_checkpoint(
             stacklevel=2,
         )
     model.load_state_dict({key: tensor for key, tensor in tensors.items() if key in target}, strict=False)
-    if not report.dropped and checkpoint.labels and len(checkpoint.labels) == model.num_classes and not model.config.labels:
+    if (
+        not report.dropped
+        and checkpoint.labels
+        and len(checkpoint.labels) == model.num_classes
+        and not model.config.labels
+    ):
         model.config = model.config.replace(labels=checkpoint.labels)
     default = Preprocessing.default(model.config.img_size, model.config.in_chans)
-    preprocessing = checkpoint.preprocessing.for_model(model.config.img_size, model.config.in_chans) if checkpoint.preprocessing else default
+    preprocessing = (
+        checkpoint.preprocessing.for_model(model.config.img_size, model.config.in_chans)
+        if checkpoint.preprocessing
+        else default
+    )
     model.pretrained_cfg = {**preprocessing.to_dict(), "source": checkpoint.source, "format": checkpoint.format}
     model.load_report = report
     return report
@@ -177,7 +188,12 @@ def _resize_tables(tensors: dict[str, torch.Tensor], target: Mapping[str, torch.
     resized = []
     for key, tensor in tensors.items():
         wanted = target.get(key)
-        if key.endswith(_TABLE) and wanted is not None and wanted.shape != tensor.shape and wanted.shape[1] == tensor.shape[1]:
+        if (
+            key.endswith(_TABLE)
+            and wanted is not None
+            and wanted.shape != tensor.shape
+            and wanted.shape[1] == tensor.shape[1]
+        ):
             tensors[key] = resize_relative_position_bias(tensor, window_size)
             resized.append(key)
     if resized:

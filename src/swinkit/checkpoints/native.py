@@ -38,9 +38,13 @@ def read_metadata(metadata: Mapping[str, dict]) -> tuple[dict[str, object], Prep
     if data is None:
         return None
     if data.get("format") != "swinkit" or not isinstance(data.get("config"), dict):
-        raise CheckpointError(f"{METADATA_FILE} must hold format 'swinkit' and a 'config' object; got keys {sorted(data)}")
+        raise CheckpointError(
+            f"{METADATA_FILE} must hold format 'swinkit' and a 'config' object; got keys {sorted(data)}"
+        )
     if data.get("version", VERSION) > VERSION:
-        raise CheckpointError(f"{METADATA_FILE} has version {data['version']}; this swinkit reads versions up to {VERSION}")
+        raise CheckpointError(
+            f"{METADATA_FILE} has version {data['version']}; this swinkit reads versions up to {VERSION}"
+        )
     fields = dict(data["config"])
     if data.get("labels"):
         fields["labels"] = tuple(data["labels"])

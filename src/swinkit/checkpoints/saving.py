@@ -20,7 +20,9 @@ _CHECKPOINT_FILES = {*io.WEIGHT_FILES, *io.METADATA_FILES}
 _CHOSEN = ("mean", "std", "crop_pct", "interpolation")
 
 
-def model_preprocessing(model: SwinTransformer, given: Preprocessing | Mapping[str, object] | None = None) -> Preprocessing:
+def model_preprocessing(
+    model: SwinTransformer, given: Preprocessing | Mapping[str, object] | None = None
+) -> Preprocessing:
     """The preprocessing to store with ``model``, for its input size.
 
     ``given`` (a :class:`Preprocessing`, or a mapping or dataclass with some of ``mean``,
@@ -63,7 +65,11 @@ def save_pretrained(
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"cannot save to {path}: it exists and is not a directory")
     written = {WEIGHTS_FILE, *metadata}
-    foreign = sorted(child.name for child in path.iterdir() if child.name in _CHECKPOINT_FILES - written) if path.is_dir() else []
+    foreign = (
+        sorted(child.name for child in path.iterdir() if child.name in _CHECKPOINT_FILES - written)
+        if path.is_dir()
+        else []
+    )
     if foreign:
         raise CheckpointError(
             f"cannot save a {name} export to {path}: it already holds {foreign} of another export, which a loader "

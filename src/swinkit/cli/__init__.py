@@ -19,7 +19,9 @@ COMMANDS = (models, train, evaluate, predict, convert, export, bench, show, flop
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="swinkit", description="Swin Transformer: build, load, train, evaluate, predict.")
+    parser = argparse.ArgumentParser(
+        prog="swinkit", description="Swin Transformer: build, load, train, evaluate, predict."
+    )
     parser.add_argument("--version", action="version", version=f"swinkit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True

@@ -8,10 +8,14 @@ from swinkit.checkpoints import FORMATS, SAVE_FORMATS, create_model, save_pretra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("convert", help="convert a checkpoint to swinkit, Hugging Face or timm", description=__doc__)
+    parser = subparsers.add_parser(
+        "convert", help="convert a checkpoint to swinkit, Hugging Face or timm", description=__doc__
+    )
     parser.add_argument("source", help="weights file, checkpoint directory or Hugging Face Hub id")
     parser.add_argument("destination", help="directory to write")
-    parser.add_argument("--to", dest="to_format", choices=SAVE_FORMATS, default="native", help="format to write (default: native)")
+    parser.add_argument(
+        "--to", dest="to_format", choices=SAVE_FORMATS, default="native", help="format to write (default: native)"
+    )
     parser.add_argument("--from", dest="from_format", choices=tuple(FORMATS), help="format of SRC (default: detected)")
     parser.add_argument("--name", help="model variant, e.g. swin_t (default: inferred from the checkpoint)")
     parser.set_defaults(handler=run)

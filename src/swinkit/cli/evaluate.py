@@ -10,14 +10,20 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a model on labelled images", description=__doc__)
-    parser.add_argument("--model", required=True, help="a swinkit run or export, a checkpoint file or folder, or a Hub id")
-    parser.add_argument("--data", required=True, help="image folder, CSV of path,label, datasets folder, hf:NAME, or digits")
+    parser.add_argument(
+        "--model", required=True, help="a swinkit run or export, a checkpoint file or folder, or a Hub id"
+    )
+    parser.add_argument(
+        "--data", required=True, help="image folder, CSV of path,label, datasets folder, hf:NAME, or digits"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
-    parser.add_argument("--output", help="folder for eval.json and eval_confusion_matrix.png (default: the run folder, else .)")
+    parser.add_argument(
+        "--output", help="folder for eval.json and eval_confusion_matrix.png (default: the run folder, else .)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run)
 
@@ -29,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     classifier = load_classifier(args.model, args.device)
     result = evaluate_data(classifier, args.data, args.batch_size, args.workers, args.precision, args.skip_bad_images)
     model_path = Path(args.model)
-    output = Path(args.output) if args.output else (model_path if (model_path / "config.json").is_file() and model_path.is_dir() else Path("."))
+    output = (
+        Path(args.output)
+        if args.output
+        else (model_path if (model_path / "config.json").is_file() and model_path.is_dir() else Path("."))
+    )
     output.mkdir(parents=True, exist_ok=True)
     report = {
         "model": str(args.model),

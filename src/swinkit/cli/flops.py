@@ -16,11 +16,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "flops", help="FLOPs per stage: window (Eq. 2) vs global (Eq. 1) attention", description=__doc__
     )
     parser.add_argument("--model", default="swin_t", help="a variant name (default swin_t) or a checkpoint")
-    parser.add_argument("--img-size", type=int, nargs="+", metavar="SIZE",
-                        help="image side, or height and width, in pixels (default: the model's)")
+    parser.add_argument(
+        "--img-size",
+        type=int,
+        nargs="+",
+        metavar="SIZE",
+        help="image side, or height and width, in pixels (default: the model's)",
+    )
     parser.add_argument("--plot", metavar="PNG", help="also draw the costs against image size into this file")
-    parser.add_argument("--sizes", type=int, nargs="+", metavar="SIDE",
-                        help="image sides of the plot (default 224 320 384 448 512 640 768 896 1024)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        metavar="SIDE",
+        help="image sides of the plot (default 224 320 384 448 512 640 768 896 1024)",
+    )
     parser.add_argument("--measure", action="store_true", help="time a forward pass at each size of the plot")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per size, median taken (default 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to time (default cpu)")

@@ -8,7 +8,9 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="label images with a trained model", description=__doc__)
-    parser.add_argument("--model", required=True, help="a swinkit run or export, a checkpoint file or folder, or a Hub id")
+    parser.add_argument(
+        "--model", required=True, help="a swinkit run or export, a checkpoint file or folder, or a Hub id"
+    )
     parser.add_argument("inputs", nargs="+", help="image files and folders (walked recursively)")
     parser.add_argument("--topk", type=int, default=5, help="how many labels per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -45,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     attention.add_argument("--image", required=True, help="image file (preprocessed as the model's evaluation does)")
     attention.add_argument("-o", "--output", required=True, help="PNG file to write")
     attention.add_argument(
-        "--query", type=int, nargs=2, metavar=("ROW", "COL"),
+        "--query",
+        type=int,
+        nargs=2,
+        metavar=("ROW", "COL"),
         help="query position in pixels of the preprocessed input (default: its centre)",
     )
     attention.add_argument("--stage", type=_stage_number, help="only this stage, numbered as in the paper (1 to 4)")

@@ -29,19 +29,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train or fine-tune on an image folder, CSV, datasets or the built-in digits", description=__doc__
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", help="image folder, CSV of path,label, datasets save_to_disk folder, hf:NAME, or 'digits' (default)")
+    data.add_argument(
+        "--data", help="image folder, CSV of path,label, datasets save_to_disk folder, hf:NAME, or 'digits' (default)"
+    )
     data.add_argument("--val", help="validation data (same forms as --data); default: split off --val-split")
-    data.add_argument("--val-split", type=float, default=0.1, help="fraction held out for validation, stratified (default 0.1)")
+    data.add_argument(
+        "--val-split", type=float, default=0.1, help="fraction held out for validation, stratified (default 0.1)"
+    )
     data.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
-    data.add_argument("--workers", type=int, help="data-loading processes per training process (default 2; on resume, the run's)")
+    data.add_argument(
+        "--workers", type=int, help="data-loading processes per training process (default 2; on resume, the run's)"
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="variant name (swin_t, swin_b_384, ...); default from the recipe or checkpoint")
     model.add_argument("--pretrained", help="weights to start from: file, folder, swinkit run, or Hub id")
-    model.add_argument("--set", dest="model_overrides", metavar="KEY=VALUE", action="append", type=_model_override, default=[], help="override a model config field, e.g. --set window_size=12 (repeatable)")
+    model.add_argument(
+        "--set",
+        dest="model_overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        type=_model_override,
+        default=[],
+        help="override a model config field, e.g. --set window_size=12 (repeatable)",
+    )
     model.add_argument("--img-size", type=int, help="training image size (default: the model's)")
     model.add_argument("--drop-path", type=float, help="stochastic depth rate, rising linearly over blocks")
-    model.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward: less memory")
+    model.add_argument(
+        "--grad-checkpointing", action="store_true", help="recompute activations in backward: less memory"
+    )
     model.add_argument("--freeze-backbone", action="store_true", help="train the head only (linear probe)")
 
     optim = parser.add_argument_group("optimisation")
@@ -60,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     optim.add_argument("--ema-decay", type=float, default=0.9998)
 
     augment = parser.add_argument_group("augmentation")
-    augment.add_argument("--no-augment", dest="augment", action="store_false", help="train on the evaluation transform, no mixing")
+    augment.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="train on the evaluation transform, no mixing"
+    )
     augment.add_argument("--auto-augment", choices=AUGMENTS, help="RandAugment (m9), TrivialAugmentWide, or none")
     augment.add_argument("--re-prob", type=float, help="random erasing probability")
     augment.add_argument("--mixup", type=float, help="MixUp alpha; 0 = off")
@@ -74,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--name", help="run folder name (default: the start time)")
     run.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-identical resume on CPU)")
+    run.add_argument(
+        "--deterministic", action="store_true", help="deterministic algorithms (bit-identical resume on CPU)"
+    )
     run.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(handler=run_train)
@@ -83,7 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` the flags describe (recipe values still unset)."""
     fields = {
-        name: value for name, value in vars(args).items() if name in TrainConfig.__dataclass_fields__ and value is not None
+        name: value
+        for name, value in vars(args).items()
+        if name in TrainConfig.__dataclass_fields__ and value is not None
     }
     fields["model_overrides"] = dict(args.model_overrides)
     if args.scale is not None:

@@ -83,7 +83,9 @@ class WindowAttention(nn.Module):
     The math lives in :func:`swinkit.model.ops.window_attention`.
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool, attn_drop: float, proj_drop: float) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, window_size: int, qkv_bias: bool, attn_drop: float, proj_drop: float
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.window_size = window_size

@@ -202,7 +202,9 @@ def window_attention_probs(
     q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     logits = q @ k.transpose(-2, -1) * head_dim**-0.5 + bias
     if mask is not None:
-        logits = (logits.view(-1, mask.shape[0], num_heads, n, n) + mask[None, :, None]).view(batch_windows, num_heads, n, n)
+        logits = (logits.view(-1, mask.shape[0], num_heads, n, n) + mask[None, :, None]).view(
+            batch_windows, num_heads, n, n
+        )
     return logits.softmax(dim=-1)
 
 

@@ -57,7 +57,9 @@ def get_config(name: str, **overrides: object) -> SwinConfig:
         known = list_models(include_aliases=True)
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())} (and timm-style aliases {', '.join(ALIASES)})")
+        raise ValueError(
+            f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())} (and timm-style aliases {', '.join(ALIASES)})"
+        )
     return VARIANTS[canonical].replace(**overrides) if overrides else VARIANTS[canonical]
 
 

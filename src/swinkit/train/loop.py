@@ -14,7 +14,6 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,9 @@ def _preprocessing(config: TrainConfig, model: SwinTransformer) -> Preprocessing
     """The checkpoint's preprocessing (or the default) for this model's size, with the run's choices."""
     size, channels = model.config.img_size, model.config.in_chans
     stored = getattr(model, "pretrained_cfg", None)
-    base = Preprocessing.from_dict(stored).for_model(size, channels) if stored else Preprocessing.default(size, channels)
+    base = (
+        Preprocessing.from_dict(stored).for_model(size, channels) if stored else Preprocessing.default(size, channels)
+    )
     changes = {key: getattr(config, key) for key in ("mean", "std", "crop_pct") if getattr(config, key) is not None}
     return base.replace(**changes)
 
@@ -315,7 +316,13 @@ class _Trainer:
         final = None
         for epoch in range(self.start_epoch, config.epochs + 1):
             row = self._train_epoch(epoch)
-            final = evaluate(self.eval_model, self.val_loader, len(self.classes), self.device, config.precision, self.context) if self.val_loader else None
+            final = (
+                evaluate(
+                    self.eval_model, self.val_loader, len(self.classes), self.device, config.precision, self.context
+                )
+                if self.val_loader
+                else None
+            )
             if final is not None:
                 row |= {"val_loss": final.loss, "val_top1": final.top1, "val_top5": final.top5}
                 better = self.best_top1 is None or final.top1 > self.best_top1
@@ -329,7 +336,9 @@ class _Trainer:
             self._save(epoch, better)
             self._report(row, config.epochs)
         if final is None and self.val_loader is not None:
-            final = evaluate(self.eval_model, self.val_loader, len(self.classes), self.device, config.precision, self.context)
+            final = evaluate(
+                self.eval_model, self.val_loader, len(self.classes), self.device, config.precision, self.context
+            )
         if self.context.is_main and final is not None:
             plots.plot_confusion(
                 final.confusion, self.classes, self.run_dir.path / "confusion_matrix.png", "validation confusion matrix"
@@ -340,7 +349,9 @@ class _Trainer:
                 f"accuracy: {final.top1:.2f}% top-1, {final.top5:.2f}% top-5 on {final.count} validation images "
                 f"(best top-1 {self.best_top1:.2f}%, saved as {self.run_dir.path / 'best'})"
             )
-            self.printer.line(f"plots: {self.run_dir.path / 'curves.png'}, {self.run_dir.path / 'confusion_matrix.png'}")
+            self.printer.line(
+                f"plots: {self.run_dir.path / 'curves.png'}, {self.run_dir.path / 'confusion_matrix.png'}"
+            )
         else:
             self.printer.line(f"no validation set; plots: {self.run_dir.path / 'curves.png'}")
         return TrainResult(self.run_dir.path, config.epochs, self.best_top1, final, self.rows)
@@ -372,7 +383,10 @@ class _Trainer:
             if stepping:
                 self._optimizer_step()
             count = images.shape[0]
-            totals += torch.tensor([loss.item() * count, count, 0.0 if self.mixup else topk_correct(logits.detach(), hard, (1,))[0]], dtype=torch.float64)
+            totals += torch.tensor(
+                [loss.item() * count, count, 0.0 if self.mixup else topk_correct(logits.detach(), hard, (1,))[0]],
+                dtype=torch.float64,
+            )
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}", refresh=False)
             bar.update(count)
         bar.close()
@@ -427,9 +441,10 @@ class _Trainer:
             "best_loss": self.best_loss,
             "rng": rng,
         }
-        export: Callable[[Path], None] = lambda folder: swinkit.save_pretrained(
-            self.eval_model, folder, format="native", preprocessing=self.preprocessing
-        )
+
+        def export(folder: Path) -> None:
+            swinkit.save_pretrained(self.eval_model, folder, format="native", preprocessing=self.preprocessing)
+
         # Metrics first: a kill between the two leaves rows past the last checkpoint, which
         # resume drops, never a checkpoint without its row.
         self.run_dir.write_metrics(self.rows)

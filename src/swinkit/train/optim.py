@@ -40,9 +40,7 @@ def layer_id(name: str, model: SwinTransformer) -> int:
     return sum(depths) + 1
 
 
-def parameter_groups(
-    model: SwinTransformer, weight_decay: float, layer_decay: float = 1.0
-) -> list[dict[str, object]]:
+def parameter_groups(model: SwinTransformer, weight_decay: float, layer_decay: float = 1.0) -> list[dict[str, object]]:
     """AdamW parameter groups: decay / no decay, times a per-layer lr scale ``layer_decay^(L - id)``.
 
     Frozen parameters (``requires_grad`` False) are left out. Each group carries

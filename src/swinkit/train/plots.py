@@ -52,7 +52,9 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
             for j in range(count):
                 value = int(confusion[i, j])
                 if value:
-                    axes.text(j, i, value, ha="center", va="center", color="white" if value > limit else "black", fontsize=8)
+                    axes.text(
+                        j, i, value, ha="center", va="center", color="white" if value > limit else "black", fontsize=8
+                    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -80,9 +80,7 @@ class BlockAttention:
         return self.layout.shift > 0
 
 
-def select_blocks(
-    model: SwinTransformer, stage: int | None = None, block: int | None = None
-) -> list[tuple[int, int]]:
+def select_blocks(model: SwinTransformer, stage: int | None = None, block: int | None = None) -> list[tuple[int, int]]:
     """The ``(stage, block)`` pairs to draw: by default blocks 0 and 1 of every stage.
 
     Indices count from 0 (``stage`` 0 is the paper's stage 1), as in ``model.stages``.

@@ -229,8 +229,13 @@ def format_flops_table(table: FlopsTable) -> str:
         terms = (row.projections, row.window_attention, row.window_msa, row.global_attention, row.global_msa)
         lines.append(
             _line(
-                [row.name, f"{row.height}x{row.width}", str(row.dim), window if attended else "",
-                 str(row.blocks) if attended else ""]
+                [
+                    row.name,
+                    f"{row.height}x{row.width}",
+                    str(row.dim),
+                    window if attended else "",
+                    str(row.blocks) if attended else "",
+                ]
                 + [_giga(term) if attended else "" for term in terms]
                 + [_giga(row.other), _giga(row.total), _giga(row.global_total)]
             )
@@ -238,8 +243,16 @@ def format_flops_table(table: FlopsTable) -> str:
     lines.append("-" * len(lines[0]))
     projections = sum(row.projections for row in table.rows)
     other = sum(row.other for row in table.rows)
-    totals = (projections, table.window_attention, projections + table.window_attention, table.global_attention,
-              projections + table.global_attention, other, table.total, table.global_total)
+    totals = (
+        projections,
+        table.window_attention,
+        projections + table.window_attention,
+        table.global_attention,
+        projections + table.global_attention,
+        other,
+        table.total,
+        table.global_total,
+    )
     lines.append(_line(["total", "", "", "", ""] + [_giga(value) for value in totals]))
     lines += [
         "",

@@ -176,9 +176,7 @@ def _draw_borders(axes, labels: np.ndarray, linewidth: float = 2.2) -> None:
                 axes.plot([c + 0.5, c + 0.5], [r - 0.5, r + 0.5], color="black", linewidth=linewidth)
             if r + 1 < rows and labels[r, c] != labels[r + 1, c]:
                 axes.plot([c - 0.5, c + 0.5], [r + 0.5, r + 0.5], color="black", linewidth=linewidth)
-    axes.add_patch(
-        Rectangle((-0.5, -0.5), cols, rows, fill=False, edgecolor="black", linewidth=linewidth)
-    )
+    axes.add_patch(Rectangle((-0.5, -0.5), cols, rows, fill=False, edgecolor="black", linewidth=linewidth))
 
 
 def _token_grid(axes, colors: np.ndarray, data: WindowFigureData, title: str) -> None:
@@ -266,8 +264,15 @@ def draw_windows(data: WindowFigureData) -> Figure:
     _draw_borders(naive, data.naive_windows)
     for index in range(data.num_naive_windows):
         r, c = np.argwhere(data.naive_windows == index).mean(axis=0)
-        naive.text(c, r, _window_label(index, data.num_naive_windows), ha="center", va="center",
-                   fontsize=11 if labelled else 6, weight="bold")
+        naive.text(
+            c,
+            r,
+            _window_label(index, data.num_naive_windows),
+            ha="center",
+            va="center",
+            fontsize=11 if labelled else 6,
+            weight="bold",
+        )
 
     shifted = figure.add_subplot(top[2])
     _token_grid(
@@ -300,8 +305,14 @@ def draw_windows(data: WindowFigureData) -> Figure:
     for position, windows in enumerate(groups):
         axes = figure.add_subplot(masks[position // columns, position % columns])
         index = windows[0]
-        axes.imshow(data.masks[index], cmap="Greys_r", vmin=ops.MASK_VALUE * 1.4, vmax=0, extent=(0, n, n, 0),
-                    interpolation="nearest")
+        axes.imshow(
+            data.masks[index],
+            cmap="Greys_r",
+            vmin=ops.MASK_VALUE * 1.4,
+            vmax=0,
+            extent=(0, n, n, 0),
+            interpolation="nearest",
+        )
         strip = max(1.0, n / 12)
         axes.imshow(region_rgb[index][None], extent=(0, n, -0.2, -0.2 - strip), interpolation="nearest")
         axes.imshow(region_rgb[index][:, None], extent=(-0.2 - strip, -0.2, n, 0), interpolation="nearest")
