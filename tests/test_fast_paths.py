@@ -108,3 +108,27 @@ def test_sixteen_bit_cpu_attention_path_matches_the_fp32_formula():
     # The mask matters here, so the 16-bit path really applies it.
     unmasked = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, ops.fold_attention_bias(bias, None))
     assert (unmasked - expected).abs().max() > 0.2
+
+
+@pytest.mark.parametrize("chunks", [2, 3])
+def test_mlp_in_slices_of_hidden_units_equals_the_plain_mlp(chunks):
+    torch.manual_seed(0)
+    fc1, fc2 = torch.nn.Linear(8, 32), torch.nn.Linear(32, 8)
+    x = torch.randn(4, 5, 8, requires_grad=True)
+    grad = torch.randn(4, 5, 8)
+    results = []
+    for sliced in (False, True):
+        x.grad = None
+        fc1.zero_grad()
+        fc2.zero_grad()
+        if sliced:
+            out = ops.mlp(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias, chunks)
+        else:
+            out = fc2(F.gelu(fc1(x)))
+        out.backward(grad)
+        results.append(
+            (out.detach(), x.grad.clone(), *(p.grad.clone() for p in (*fc1.parameters(), *fc2.parameters())))
+        )
+    for fast, plain in zip(*results):
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    assert ops.mlp_chunks(torch.zeros(1), 96, 384) == 2 and ops.mlp_chunks(torch.zeros(1), 192, 768) == 1
