@@ -29,6 +29,7 @@ def test_recipes_fill_unset_fields():
     finetune = TrainConfig(data="folder", pretrained="x").resolved()
     assert (finetune.lr, finetune.batch_size, finetune.accum_steps, finetune.epochs) == (5e-5, 32, 4, 3)
     assert finetune.warmup_epochs == FINETUNE["warmup_epochs"]
+    assert finetune.model is None  # the variant comes from the checkpoint
     # An explicit model drops the digits recipe's small model.
     assert TrainConfig(model="swin_s").resolved().model_overrides == {}
 

@@ -251,3 +251,29 @@ def test_linear_probe_in_bf16_with_checkpointing_and_layer_decay(folder, tmp_pat
         else:
             assert torch.equal(value, initial[key]), key
     assert len(state["optimizer"]["param_groups"]) == 2  # head weight (decayed) and head bias (not)
+
+
+def test_fine_tuning_from_a_hugging_face_checkpoint_takes_its_preprocessing(folder, tmp_path):
+    torch.manual_seed(0)
+    source = swinkit.create_model(
+        "swin_t", img_size=32, embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4, num_classes=7
+    )
+    source.pretrained_cfg = {"mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.2), "input_size": (3, 32, 32)}
+    swinkit.save_pretrained(source, tmp_path / "hf", format="hf")
+    args = ["train", "--pretrained", str(tmp_path / "hf"), "--data", str(folder), "--output", str(tmp_path),
+            "--name", "tuned", "--epochs", "1", "--batch-size", "8", "--accum-steps", "1", "--workers", "0", "--quiet"]  # fmt: skip
+    with pytest.warns(UserWarning, match="dropped head.bias"):
+        assert main(args) == 0
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert config["train"]["lr"] == 5e-5 and config["train"]["mixup"] == 0.0  # the fine-tuning recipe
+    assert config["preprocessing"]["mean"] == [0.5, 0.4, 0.3] and config["preprocessing"]["std"] == [0.2, 0.2, 0.2]
+    assert config["model"]["num_classes"] == 3 and config["model"]["labels"] == ["blue", "green", "red"]
+    tuned = swinkit.create_model(pretrained=str(tmp_path / "tuned"))
+    start = source.state_dict()
+    changed = [
+        k
+        for k, v in tuned.state_dict().items()
+        if k in start and start[k].shape == v.shape and not torch.equal(v, start[k])
+    ]
+    assert changed and "patch_embed.proj.weight" in changed  # the backbone was trained, not frozen
+    assert tuple(tuned.pretrained_cfg["mean"]) == (0.5, 0.4, 0.3)
