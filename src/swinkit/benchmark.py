@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         times = interleaved(steps, args.rounds, repeats)
         row = Row(label, batch_size, {name: batch_size / statistics.median(t) for name, t in times.items()})
         rows.append(row)
-        print(_format_row(row, rates["bf16" if dtype else "fp32"], flops_per_image))
+        print(_format_row(row, rates, flops_per_image))
 
     if args.compile:
         batch = torch.randn(8, 3, 224, 224)
@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         times = interleaved({name: _inference_step(m, batch, None) for name, m in compiled.items()}, args.rounds, 1)
         row = Row("inference fp32, torch.compile", 8, {name: 8 / statistics.median(t) for name, t in times.items()})
         rows.append(row)
-        print(_format_row(row, rates["fp32"], flops_per_image))
+        print(_format_row(row, rates, flops_per_image))
 
     growth = _growth(models["swinkit"], args.rounds)
     print(
@@ -335,10 +335,16 @@ def _growth(model: nn.Module, rounds: int) -> dict[str, float]:
     }
 
 
-def _format_row(row: Row, rate: float, flops_per_image: float) -> str:
+def _utilisation(case: str, img_per_s: float, rates: dict[str, float], flops_per_image: float) -> float:
+    """Percent of the machine's matmul rate: forward FLOPs per image, times 3 for a training step."""
+    rate = rates["bf16" if "bf16" in case else "fp32"]
+    return 100 * img_per_s * flops_per_image * (3 if "training" in case else 1) / (rate * 1e9)
+
+
+def _format_row(row: Row, rates: dict[str, float], flops_per_image: float) -> str:
     parts = []
     for name, value in row.img_per_s.items():
-        utilisation = 100 * value * flops_per_image / (rate * 1e9)
+        utilisation = _utilisation(row.case, value, rates, flops_per_image)
         parts.append(f"{name} {value:6.2f} img/s ({utilisation:4.1f}% of matmul rate)")
     return f"{row.case}, batch {row.batch}: " + "; ".join(parts) + f"  -> swinkit / fastest peer {row.ratio():.2f}x"
 
@@ -361,7 +367,20 @@ def to_markdown(results: dict[str, object]) -> str:
             + f" | {row['ratio_to_fastest_peer']:.2f}x |"
         )
     lines.append("")
-    lines.append("Images per second, medians of interleaved rounds.")
+    flops_per_image = 2 * count_flops("swin_t").total
+    rates = results["matmul_gflops"]
+    lines.append(
+        f"Images per second, medians of interleaved rounds. Matrix-multiply rate of the machine: fp32 "
+        f"{rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s; Swin-T is {flops_per_image / 1e9:.2f} "
+        f"G floating-point operations per image forward (a training step about 3 times that), so swinkit's rows "
+        f"use this share of the rate: "
+        + ", ".join(
+            f"{row['case']} (batch {row['batch']}) "
+            f"{_utilisation(row['case'], row['img_per_s']['swinkit'], rates, flops_per_image):.0f}%"
+            for row in results["rows"]
+        )
+        + "."
+    )
     memory = results["peak_memory_mb"]
     if memory:
         lines += ["", "| training step (batch 8, AdamW), MB | " + " | ".join(memory) + " |"]
