@@ -184,6 +184,21 @@ def cached(function, *args):  # type: ignore[no-untyped-def]
     return function(*args)
 
 
+def _heads(
+    windows: torch.Tensor, qkv_weight: torch.Tensor, qkv_bias: torch.Tensor | None, num_heads: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fused qkv projection split into heads: three ``(B*nW, heads, N, d)`` views."""
+    batch_windows, n, channels = windows.shape
+    qkv = F.linear(windows, qkv_weight, qkv_bias).view(batch_windows, n, 3, num_heads, channels // num_heads)
+    return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def _logits(q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
+    """``Q K^T / sqrt(d) + B [+ mask]`` of Eq. 4 with ``additive`` from :func:`fold_attention_bias`."""
+    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    return (logits.view(-1, *additive.shape) + additive.to(logits.dtype)).view(logits.shape)
+
+
 def window_attention_probs(
     windows: torch.Tensor,
     qkv_weight: torch.Tensor,
@@ -196,16 +211,8 @@ def window_attention_probs(
 
     Same inputs as :func:`window_attention`; returns ``(B*nW, heads, N, N)`` whose rows sum to 1.
     """
-    batch_windows, n, channels = windows.shape
-    head_dim = channels // num_heads
-    qkv = F.linear(windows, qkv_weight, qkv_bias).view(batch_windows, n, 3, num_heads, head_dim)
-    q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    logits = q @ k.transpose(-2, -1) * head_dim**-0.5 + bias
-    if mask is not None:
-        logits = (logits.view(-1, mask.shape[0], num_heads, n, n) + mask[None, :, None]).view(
-            batch_windows, num_heads, n, n
-        )
-    return logits.softmax(dim=-1)
+    q, k, _ = _heads(windows, qkv_weight, qkv_bias, num_heads)
+    return _logits(q, k, fold_attention_bias(bias, mask)).softmax(dim=-1)
 
 
 def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -236,20 +243,14 @@ def window_attention(
     :func:`fold_attention_bias`, ``(1 or nW, heads, N, N)``. Returns ``(B*nW, N, C)``.
     """
     batch_windows, n, channels = windows.shape
-    head_dim = channels // num_heads
-    qkv = F.linear(windows, qkv_weight, qkv_bias)
-    q, k, v = qkv.view(batch_windows, n, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k, v = _heads(windows, qkv_weight, qkv_bias, num_heads)
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and attn_drop == 0.0:
         # In 16-bit on CPUs, batched matmuls and softmax beat the fused kernel with a mask.
-        logits = (q * head_dim**-0.5) @ k.transpose(-2, -1)
-        if additive.shape[0] > 1:
-            logits = logits.view(-1, *additive.shape) + additive.to(q.dtype)
-        else:
-            logits = logits + additive.to(q.dtype)
+        logits = _logits(q, k, additive)
         # Softmax in the 16-bit type itself (the CPU kernel accumulates in fp32): autocast
         # would otherwise cast the logits to fp32 and the weights back, two copies each.
         with torch.autocast(q.device.type, enabled=False):
-            weights = logits.view(batch_windows, num_heads, n, n).softmax(dim=-1)
+            weights = logits.softmax(dim=-1)
         out = weights @ v
     else:
         if additive.shape[0] > 1:
