@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from swinkit.cli.arguments import add_img_size, img_size
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export a model to ONNX or torch.export", description=__doc__)
     parser.add_argument("model", help="a swinkit run or export, a checkpoint file or folder, or a Hub id")
     parser.add_argument("--onnx", metavar="PATH", help="write an ONNX file (dynamic batch axis)")
     parser.add_argument("--pt2", metavar="PATH", help="write a torch.export program (dynamic batch axis)")
-    parser.add_argument("--img-size", type=int, nargs="+", metavar="SIZE", help="input size (default: the model's)")
+    add_img_size(parser)
     parser.add_argument("--no-check", dest="check", action="store_false", help="skip comparing onnxruntime's outputs")
     parser.set_defaults(handler=run)
 
@@ -21,11 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.onnx and not args.pt2:
         raise ValueError("nothing to do: give --onnx PATH and/or --pt2 PATH")
-    size = None
-    if args.img_size:
-        if len(args.img_size) > 2:
-            raise ValueError(f"--img-size takes one or two numbers (H W), got {args.img_size}")
-        size = args.img_size[0] if len(args.img_size) == 1 else tuple(args.img_size)
+    size = img_size(args.img_size)
     model = swinkit.create_model(pretrained=args.model).eval()
     if args.onnx:
         path = export_onnx(model, args.onnx, size)

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import argparse
 
+from swinkit.cli.arguments import add_img_size, img_size
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "flops", help="FLOPs per stage: window (Eq. 2) vs global (Eq. 1) attention", description=__doc__
     )
     parser.add_argument("--model", default="swin_t", help="a variant name (default swin_t) or a checkpoint")
-    parser.add_argument(
-        "--img-size",
-        type=int,
-        nargs="+",
-        metavar="SIZE",
-        help="image side, or height and width, in pixels (default: the model's)",
-    )
+    add_img_size(parser)
     parser.add_argument("--plot", metavar="PNG", help="also draw the costs against image size into this file")
     parser.add_argument(
         "--sizes",
@@ -43,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.measure and not args.plot:
         raise ValueError("--measure times the sizes of the plot: give --plot FILE.png too")
-    img_size = args.img_size[0] if args.img_size is not None and len(args.img_size) == 1 else args.img_size
-    table = viz_flops.flops_table(args.model, img_size)
+    table = viz_flops.flops_table(args.model, img_size(args.img_size))
     print(f"{args.model} at {table.img_size[0]}x{table.img_size[1]}, GFLOPs per stage (summed over its blocks):")
     print(viz_flops.format_flops_table(table))
     if args.plot:
