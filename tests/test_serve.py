@@ -488,6 +488,29 @@ def test_bf16_serves_close_to_fp32(model_dir, classifier, image_files):
     np.testing.assert_allclose(np.sum(grids.json()["blocks"][0]["mean"]), 1.0, atol=0.02)
 
 
+def test_int8_quantizes_every_linear_layer_and_serves_close_to_fp32(model_dir, classifier, image_files, expected):
+    int8 = load_served_classifier(model_dir, "cpu", "int8")
+    linear = [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
+    quantized = [m for m in int8.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert not linear and len(quantized) == 4 * 4 + 1 + 1  # qkv, proj, fc1, fc2 of the 4 blocks; the merging; the head
+    names = list(IMAGES)
+    with TestClient(create_app(int8, ServeSettings(max_batch=16, max_wait_ms=300), "int8")) as test_client:
+        assert test_client.get("/metadata").json()["precision"] == "int8"
+        with ThreadPoolExecutor(len(names)) as pool:
+            answers = list(pool.map(lambda n: test_client.post("/predict?topk=3", content=IMAGES[n]).json(), names))
+        assert test_client.get("/health").json()["batching"]["largest"] > 1
+        grids = test_client.post("/attention?stage=1&block=1&row=3&col=3", content=IMAGES["rgb.png"])
+        picture = test_client.post("/attention.png?stage=1", content=IMAGES["rgb.png"])
+    # Dynamic quantization scales activations per batch, so int8 answers depend a little on the batch too.
+    for name, answer in zip(names, answers):
+        served = {item["label"]: item["probability"] for item in answer["top"]}
+        np.testing.assert_allclose([served[label] for label in expected[name].labels], expected[name].probabilities, atol=0.05)
+    pixels = viz.preprocess_image(image_files / "rgb.png", classifier.preprocessing)
+    (reference,) = viz.attention_maps(classifier.model, pixels, (3, 3), [(0, 1)])
+    np.testing.assert_allclose(grids.json()["blocks"][0]["heads"], reference.heads, atol=0.05)
+    assert picture.status_code == 200 and picture.content.startswith(PNG_SIGNATURE)
+
+
 def test_unknown_precision_is_refused(model_dir):
     with pytest.raises(ValueError, match="fp32"):
         load_served_classifier(model_dir, "cpu", "fp8")
