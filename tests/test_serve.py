@@ -421,6 +421,38 @@ def test_batcher_waits_at_most_max_wait_and_bounds_its_queue():
     assert (stats.batches, stats.largest) == (3, 2)
 
 
+def test_batcher_waits_for_items_on_their_way_and_only_for_them():
+    calls = []
+
+    async def record(items):
+        calls.append((time.perf_counter(), list(items)))
+        return items
+
+    async def arriving(item, delay):
+        await asyncio.sleep(delay)
+        return item
+
+    async def scenario():
+        batcher = Batcher(record, max_batch=8, max_wait_ms=2000)
+        started = time.perf_counter()
+        alone = await batcher.submit("alone")  # nothing else on its way: runs at once despite the long wait
+        together = await asyncio.gather(batcher.submit("first"), batcher.submit(arriving("late", 0.3)))
+        failed = await asyncio.gather(batcher.submit("left"), batcher.submit(arriving_error()), return_exceptions=True)
+        await batcher.close()
+        return started, [alone, *together, *failed]
+
+    async def arriving_error():
+        await asyncio.sleep(0.1)
+        raise ValueError("not an image")
+
+    started, answers = asyncio.run(scenario())
+    assert answers[:4] == ["alone", "first", "late", "left"] and isinstance(answers[4], ValueError)
+    assert [items for _, items in calls] == [["alone"], ["first", "late"], ["left"]]
+    assert calls[0][0] - started < 0.5  # not the 2 s max_wait
+    assert calls[1][0] - started < 1.5  # went as soon as "late" arrived
+    assert calls[2][0] - calls[1][0] < 1.5  # and "left" went once the other one failed
+
+
 def test_batcher_hands_a_failure_to_its_batch_only():
     async def picky(items):
         if "bad" in items:

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 
 from swinkit import __version__, viz
 from swinkit.checkpoints.inference import variant_of
+from swinkit.data.images import describe_error
 from swinkit.inference import Classifier
 from swinkit.serve.batching import QueueFullError
 from swinkit.serve.runner import ModelRunner
@@ -141,7 +142,12 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, pr
         def prepare() -> tuple[torch.Tensor, dict[str, object]]:
             image = decode_upload(data, name, settings.max_pixels)
             about = {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
-            return runner.transform(image), about
+            try:
+                return runner.transform(image), about
+            except Exception as error:  # noqa: BLE001 - Pillow's conversions raise ValueError, OSError, ...
+                raise HTTPException(
+                    400, f"{name}, a {image.mode} image, cannot be converted for the model: {describe_error(error)}"
+                ) from error
 
         return await run_in_threadpool(prepare)
 
@@ -162,8 +168,14 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, pr
     async def predict(
         request: Request, topk: int = Query(5, ge=1, description="how many labels (capped at the class count)")
     ) -> dict[str, object]:
-        pixels, about = await read_pixels(request)
-        labels = await runner.predict(pixels, topk)
+        about: dict[str, object] = {}
+
+        async def prepared() -> torch.Tensor:
+            pixels, described = await read_pixels(request)
+            about.update(described)
+            return pixels
+
+        labels = await runner.predict(prepared(), topk)  # batches forming meanwhile wait for this image
         return {"top": [label.to_dict() for label in labels], "image": about}
 
     async def attention_maps(

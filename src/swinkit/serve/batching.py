@@ -2,16 +2,20 @@
 
 A :class:`Batcher` owns a queue. Each request puts its item (one preprocessed image) with a
 future and waits on the future. One task per event loop takes the first waiting item, then
-keeps taking items until it holds ``max_batch`` of them or ``max_wait_ms`` have passed since
-that first item arrived, runs the batch, and gives row ``i`` of the result to the caller of
-item ``i``. While a batch runs, new requests queue up and form the next one, so under load
-batches fill without any waiting, and a lone request waits at most ``max_wait_ms``.
+keeps taking items until it holds ``max_batch`` of them, or ``max_wait_ms`` have passed
+since that first item arrived, or no other item is on its way; it runs the batch and gives
+row ``i`` of the result to the caller of item ``i``. An item is on its way while its request
+is still being read and decoded (:meth:`Batcher.submit` given an awaitable). So a lone
+request runs at once, without waiting for company that is not coming; requests arriving
+together wait for each other, at most ``max_wait_ms``; and while a batch runs, new
+requests queue up and form the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +55,9 @@ class _Pending(Generic[Item, Result]):
 class Batcher(Generic[Item, Result]):
     """Gather items submitted concurrently into batches of at most ``max_batch``, waiting at most ``max_wait_ms``.
 
+    A batch leaves as soon as it is full, or ``max_wait_ms`` after its first item arrived,
+    or when the queue is empty and no item is on its way (see :meth:`submit`).
+
     ``run_batch`` takes the list of items of one batch and returns one result per item, in
     order (an awaitable, so it can run the model in a thread and leave the event loop free).
     ``max_batch`` 1 turns batching off: every item runs alone, in arrival order.
@@ -82,46 +89,70 @@ class Batcher(Generic[Item, Result]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending[Item, Result]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._coming = 0
+        self._news: asyncio.Event | None = None
 
-    async def submit(self, item: Item) -> Result:
-        """Queue ``item`` for the next batch and wait for its result (or the batch's exception)."""
+    async def submit(self, item: Item | Awaitable[Item]) -> Result:
+        """Queue ``item`` for the next batch and wait for its result (or the batch's exception).
+
+        ``item`` may be an awaitable giving the item (e.g. reading and decoding a request):
+        while it is awaited, the item counts as on its way, and a batch gathering meanwhile
+        waits for it (within ``max_wait_ms``). If the awaitable raises, nothing is queued.
+        """
         queue = self._queue_for_running_loop()
+        if inspect.isawaitable(item):
+            self._coming += 1
+            try:
+                item = await item
+            finally:
+                self._coming -= 1
+                self._tell()
         if queue.qsize() >= self.max_queue:
             raise QueueFullError(f"{queue.qsize()} requests are already waiting (the limit is {self.max_queue})")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         queue.put_nowait(_Pending(item, future, time.perf_counter()))
         self.stats.waiting = queue.qsize()
+        self._tell()
         return await future
+
+    def _tell(self) -> None:
+        """Wake the gathering batch: an item was queued, or one on its way arrived or failed."""
+        if self._news is not None:
+            self._news.set()
 
     def _queue_for_running_loop(self) -> asyncio.Queue[_Pending[Item, Result]]:
         loop = asyncio.get_running_loop()
         if self._queue is not None and self._loop is loop and self._worker is not None and not self._worker.done():
             return self._queue
         queue: asyncio.Queue[_Pending[Item, Result]] = asyncio.Queue()
-        self._loop, self._queue = loop, queue
-        self._worker = loop.create_task(self._work(queue), name="swinkit-serve-batcher")
+        news = asyncio.Event()
+        self._loop, self._queue, self._news = loop, queue, news
+        self._worker = loop.create_task(self._work(queue, news), name="swinkit-serve-batcher")
         return queue
 
-    async def _gather(self, queue: asyncio.Queue[_Pending[Item, Result]]) -> list[_Pending[Item, Result]]:
-        """The next batch: the first waiting item, then more until full or ``max_wait`` after it arrived."""
+    async def _gather(
+        self, queue: asyncio.Queue[_Pending[Item, Result]], news: asyncio.Event
+    ) -> list[_Pending[Item, Result]]:
+        """The next batch: the first waiting item, then more until full, ``max_wait`` after it, or none coming."""
         batch = [await queue.get()]
         deadline = batch[0].arrived + self.max_wait
         while len(batch) < self.max_batch:
+            news.clear()
             if not queue.empty():
                 batch.append(queue.get_nowait())
                 continue
             remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if self._coming == 0 or remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
+                await asyncio.wait_for(news.wait(), remaining)
             except asyncio.TimeoutError:
                 break
         return batch
 
-    async def _work(self, queue: asyncio.Queue[_Pending[Item, Result]]) -> None:
+    async def _work(self, queue: asyncio.Queue[_Pending[Item, Result]], news: asyncio.Event) -> None:
         while True:
-            batch = await self._gather(queue)
+            batch = await self._gather(queue, news)
             self.stats.waiting = queue.qsize()
             live = [pending for pending in batch if not pending.future.done()]  # callers gone are skipped
             if not live:

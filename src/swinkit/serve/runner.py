@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -104,9 +105,15 @@ class ModelRunner:
         probabilities = await loop.run_in_executor(self._model_thread, self.probabilities, torch.stack(items))
         return list(probabilities)
 
-    async def predict(self, pixels: torch.Tensor, topk: int = 5) -> list[Label]:
-        """The ``topk`` most probable classes (capped at the class count) of one preprocessed image ``(C, H, W)``."""
+    async def predict(self, pixels: torch.Tensor | Awaitable[torch.Tensor], topk: int = 5) -> list[Label]:
+        """The ``topk`` most probable classes (capped at the class count) of one preprocessed image ``(C, H, W)``.
+
+        ``pixels`` may be an awaitable giving the image (its request being read and decoded):
+        a batch forming meanwhile then waits for it, within ``max_wait_ms``.
+        """
         if topk < 1:
+            if inspect.iscoroutine(pixels):
+                pixels.close()
             raise ValueError(f"topk must be at least 1, got {topk}")
         row = await self.batcher.submit(pixels)
         top = row.topk(min(topk, row.numel()))
