@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import signal
 import socket
 import statistics
@@ -58,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per level at most (default 20)")
     parser.add_argument("--max-batch", type=int, default=16, help="batch size of the batching runs (default 16)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="wait of the batching runs (default 5 ms)")
+    parser.add_argument("--threads", type=int, help="the server's PyTorch threads (default: PyTorch's choice)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for serve.json and serve.md")
     args = parser.parse_args(argv)
     if args.quick:
@@ -100,13 +100,14 @@ def free_port() -> int:
 class Server:
     """``swinkit serve`` in a child process on 127.0.0.1, stopped with SIGINT on exit."""
 
-    def __init__(self, source: str, precision: str, max_batch: int, max_wait_ms: float) -> None:
+    def __init__(self, source: str, precision: str, max_batch: int, max_wait_ms: float, threads: int | None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [
             *(sys.executable, "-m", "swinkit", "serve", source, "--host", "127.0.0.1", "--port", str(self.port)),
             *("--precision", precision, "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)),
             *("--device", "cpu", "--log-level", "warning"),
+            *(("--threads", str(threads)) if threads else ()),
         ]
 
     def __enter__(self) -> Server:
@@ -195,10 +196,13 @@ def markdown(report: dict[str, object]) -> str:
         "# `swinkit serve` on loopback",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}. Clients and server share it.",
-        f"Batching on: `--max-batch {settings['max_batch']} --max-wait-ms {settings['max_wait_ms']}`; off: "
-        f"`--max-batch 1`. Each level: at most {settings['requests']} answers or {settings['seconds']} s. "
-        "Swin-T has random weights (224x224, 1000 classes; the speed does not depend on the values); the digits "
-        f"model is {settings['digits']}. {'A --quick smoke run: too few requests for real figures.' if settings['quick'] else ''}",
+        (
+            f"Server threads: {settings['server_threads']}. Batching on: `--max-batch {settings['max_batch']} "
+            f"--max-wait-ms {settings['max_wait_ms']}`; off: `--max-batch 1`. Each level: at most "
+            f"{settings['requests']} answers or {settings['seconds']} s. Swin-T has random weights (224x224, 1000 "
+            f"classes; the speed does not depend on the values); the digits model is {settings['digits']}."
+        ),
+        "A --quick smoke run: too few requests for real figures." if settings["quick"] else "",
         "",
         "| model | precision | batching | clients | answers | errors | requests/s | p50 ms | p99 ms |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -209,7 +213,10 @@ def markdown(report: dict[str, object]) -> str:
             f"{row['errors']} | {row['requests_per_s']} | {row['p50_ms']} | {row['p99_ms']} |"
         )
     lines += ["", "Requests/s, batching on over off, and int8 over fp32 (same run):", ""]
-    lines += ["| model | precision | clients | batching on / off | int8 / fp32 (batching on) |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "| model | precision | clients | batching on / off | int8 / fp32 (batching on) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     table = {(r["model"], r["precision"], r["batching"], r["clients"]): r["requests_per_s"] for r in rows}
     for model, precision, _, clients in [key for key in table if key[2] == "on"]:
         on, off = table[(model, precision, "on", clients)], table.get((model, precision, "off", clients))
@@ -226,6 +233,8 @@ def markdown(report: dict[str, object]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the model-alone figures at the server's threads
     rows: list[dict[str, object]] = []
     ceilings: list[dict[str, object]] = []
     started = time.perf_counter()
@@ -237,10 +246,13 @@ def main(argv: list[str] | None = None) -> int:
                 alone["batch_1"] = model_alone(source, image, precision, 1, min(args.seconds, 5))
                 alone["batch_n"] = model_alone(source, image, precision, args.max_batch, min(args.seconds, 5))
                 ceilings.append(alone)
-                print(f"{name} {precision} model alone: {alone['batch_1']} img/s at batch 1, "
-                      f"{alone['batch_n']} at batch {args.max_batch}", flush=True)
+                print(
+                    f"{name} {precision} model alone: {alone['batch_1']} img/s at batch 1, "
+                    f"{alone['batch_n']} at batch {args.max_batch}",
+                    flush=True,
+                )
                 for batching, max_batch in (("off", 1), ("on", args.max_batch)):
-                    with Server(source, precision, max_batch, args.max_wait_ms) as server:
+                    with Server(source, precision, max_batch, args.max_wait_ms, args.threads) as server:
                         asyncio.run(load(server.url, image, 4, 8, 30))  # warm-up: first passes, connections
                         for clients in CLIENTS:
                             row = asyncio.run(load(server.url, image, clients, args.requests, args.seconds))
@@ -260,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": args.seconds,
             "max_batch": args.max_batch,
             "max_wait_ms": args.max_wait_ms,
+            "server_threads": args.threads or "PyTorch's default",
             "digits": args.digits or "the digits recipe's architecture with random weights",
         },
         "rows": rows,

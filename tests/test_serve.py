@@ -5,7 +5,6 @@ import io
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -68,7 +67,14 @@ IMAGES = _images()
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = swinkit.create_model(
-        "swin_t", img_size=32, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, num_classes=3, labels=LABELS
+        "swin_t",
+        img_size=32,
+        embed_dim=16,
+        depths=(2, 2),
+        num_heads=(1, 2),
+        window_size=4,
+        num_classes=3,
+        labels=LABELS,
     )
     with torch.no_grad():  # spread the logits and the attention, so that answers differ between images
         model.head.weight.mul_(40)
@@ -220,7 +226,9 @@ def test_metadata_describes_the_model(client, classifier):
     ]
     assert meta["batching"] == {"max_batch": 8, "max_wait_ms": 50}
     assert meta["limits"]["max_body_bytes"] == LIMITS["max_body_bytes"]
-    assert {"PNG", "JPEG", "WEBP"} <= set(meta["limits"]["image_formats"]) and "EPS" not in meta["limits"]["image_formats"]
+    assert {"PNG", "JPEG", "WEBP"} <= set(meta["limits"]["image_formats"]) and "EPS" not in meta["limits"][
+        "image_formats"
+    ]
 
 
 def test_health_counts_batches(client):
@@ -289,7 +297,9 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "kwargs", "status", "words"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "status", "words"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
 def test_errors_answer_4xx_naming_the_problem_and_are_logged(client, caplog, method, url, kwargs, status, words):
     with caplog.at_level(logging.WARNING, logger="swinkit.serve"):
         answer = client.request(method, url, **kwargs)
@@ -309,7 +319,14 @@ def test_a_grey_model_reads_any_mode_as_predict_does_or_says_why_not(tmp_path):
     """The digits model's shape (8x8 grey, one token per pixel); a LAB image has no conversion to grey."""
     torch.manual_seed(1)
     model = swinkit.create_model(
-        "swin_t", img_size=8, patch_size=1, in_chans=1, embed_dim=12, depths=(2, 2), num_heads=(1, 2), window_size=4,
+        "swin_t",
+        img_size=8,
+        patch_size=1,
+        in_chans=1,
+        embed_dim=12,
+        depths=(2, 2),
+        num_heads=(1, 2),
+        window_size=4,
         num_classes=10,
     )
     swinkit.save_pretrained(model, tmp_path / "digits")
@@ -322,7 +339,9 @@ def test_a_grey_model_reads_any_mode_as_predict_does_or_says_why_not(tmp_path):
         for name, prediction in zip(names, reference):
             answer = test_client.post("/predict?topk=3", content=IMAGES[name]).json()
             assert [item["label"] for item in answer["top"]] == prediction.labels
-            np.testing.assert_allclose([item["probability"] for item in answer["top"]], prediction.probabilities, atol=1e-6)
+            np.testing.assert_allclose(
+                [item["probability"] for item in answer["top"]], prediction.probabilities, atol=1e-6
+            )
         assert test_client.get("/metadata").json()["stages"][0]["tokens"] == [8, 8]
         lab = test_client.post("/predict", content=_lab_tiff())
         assert lab.status_code == 400 and "a LAB image, cannot be converted" in lab.json()["detail"]
@@ -514,7 +533,7 @@ def test_bf16_serves_close_to_fp32(model_dir, classifier, image_files):
         answer = test_client.post("/predict?topk=3", content=IMAGES["rgb.png"]).json()
         grids = test_client.post("/attention?stage=1&block=0", content=IMAGES["rgb.png"])
     reference = predict(classifier, [image_files / "rgb.png"], topk=3)[0]
-    served = dict((item["label"], item["probability"]) for item in answer["top"])
+    served = {item["label"]: item["probability"] for item in answer["top"]}
     np.testing.assert_allclose([served[label] for label in reference.labels], reference.probabilities, atol=0.03)
     assert grids.status_code == 200
     np.testing.assert_allclose(np.sum(grids.json()["blocks"][0]["mean"]), 1.0, atol=0.02)
@@ -536,7 +555,9 @@ def test_int8_quantizes_every_linear_layer_and_serves_close_to_fp32(model_dir, c
     # Dynamic quantization scales activations per batch, so int8 answers depend a little on the batch too.
     for name, answer in zip(names, answers):
         served = {item["label"]: item["probability"] for item in answer["top"]}
-        np.testing.assert_allclose([served[label] for label in expected[name].labels], expected[name].probabilities, atol=0.05)
+        np.testing.assert_allclose(
+            [served[label] for label in expected[name].labels], expected[name].probabilities, atol=0.05
+        )
     pixels = viz.preprocess_image(image_files / "rgb.png", classifier.preprocessing)
     (reference,) = viz.attention_maps(classifier.model, pixels, (3, 3), [(0, 1)])
     np.testing.assert_allclose(grids.json()["blocks"][0]["heads"], reference.heads, atol=0.05)
@@ -559,9 +580,10 @@ def test_cli_passes_its_flags_to_serve(monkeypatch, model_dir):
     calls = []
     monkeypatch.setattr(swinkit.serve, "serve", lambda *args: calls.append(args))
     flags = ["--port", "8123", "--precision", "bf16", "--max-batch", "4", "--max-wait-ms", "2.5", "--max-body-mb", "1"]
-    assert main(["serve", str(model_dir), *flags, "--workers", "2", "--max-pixels", "1000"]) == 0
-    ((source, host, port, precision, device, settings, workers, level),) = calls
-    assert (source, host, port, precision, device, workers, level) == (str(model_dir), "127.0.0.1", 8123, "bf16", None, 2, "info")
+    assert main(["serve", str(model_dir), *flags, "--workers", "2", "--max-pixels", "1000", "--threads", "3"]) == 0
+    ((source, host, port, precision, device, settings, workers, level, threads),) = calls
+    assert (source, host, port, precision, device) == (str(model_dir), "127.0.0.1", 8123, "bf16", None)
+    assert (workers, level, threads) == (2, "info", 3)
     assert settings == ServeSettings(max_batch=4, max_wait_ms=2.5, max_body_bytes=1024 * 1024, max_pixels=1000)
 
 
@@ -602,7 +624,9 @@ def live_server(model_dir, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     command = [sys.executable, "-m", "swinkit", "serve", str(model_dir), "--port", str(port)]
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen([*command, "--max-batch", "8", "--max-wait-ms", "20"], stdout=log_file, stderr=log_file)
+        process = subprocess.Popen(
+            [*command, "--max-batch", "8", "--max-wait-ms", "20"], stdout=log_file, stderr=log_file
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -693,7 +717,13 @@ def browser():
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
     options = Options()
     options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1400"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1400",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     driver.set_page_load_timeout(30)
@@ -735,5 +765,7 @@ def test_the_page_in_a_real_browser_shows_the_label_and_the_overlay(live_server,
     browser.find_element(By.ID, "file").send_keys(str(image_files / "notes.txt"))
     wait.until(lambda d: "400" in d.find_element(By.ID, "status").text)
     assert "not an image" in browser.find_element(By.ID, "status").text
-    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE" and "400" not in entry["message"]]
+    severe = [
+        entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE" and "400" not in entry["message"]
+    ]
     assert not severe, severe

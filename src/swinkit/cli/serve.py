@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)"
     )
+    parser.add_argument(
+        "--threads", type=int, help="PyTorch CPU threads per process (default: PyTorch's, shared among the workers)"
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.set_defaults(handler=run)
 
@@ -67,5 +70,15 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_pixels=args.max_pixels,
     )
-    serve(args.model, args.host, args.port, args.precision, args.device, settings, args.workers, args.log_level)
+    serve(
+        args.model,
+        args.host,
+        args.port,
+        args.precision,
+        args.device,
+        settings,
+        args.workers,
+        args.log_level,
+        args.threads,
+    )
     return 0

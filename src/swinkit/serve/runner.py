@@ -89,9 +89,7 @@ class ModelRunner:
         self.transform = classifier.transform
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="swinkit-model")
         self._draw_thread = ThreadPoolExecutor(1, thread_name_prefix="swinkit-draw")
-        self.batcher: Batcher[torch.Tensor, torch.Tensor] = Batcher(
-            self._run_batch, max_batch, max_wait_ms, max_queue
-        )
+        self.batcher: Batcher[torch.Tensor, torch.Tensor] = Batcher(self._run_batch, max_batch, max_wait_ms, max_queue)
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:

@@ -34,20 +34,26 @@ def serve(
     settings: ServeSettings | None = None,
     workers: int = 1,
     log_level: str = "info",
+    threads: int | None = None,
 ) -> None:
     """Serve the classifier ``source`` (anything ``predict`` loads) on ``host:port`` until interrupted.
 
     The model is loaded once here, so that a bad source fails before the server starts.
     With ``workers`` > 1, uvicorn runs that many processes behind the one port, each loading
-    the model (memory grows accordingly) and batching its own requests, and the CPU threads
-    are shared out among them. Binds to 127.0.0.1 unless ``host`` says otherwise.
+    the model (memory grows accordingly) and batching its own requests. ``threads`` sets
+    PyTorch's CPU threads per process (default: PyTorch's own choice, shared out among the
+    workers). Binds to 127.0.0.1 unless ``host`` says otherwise.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     settings = settings or ServeSettings()
     classifier = load_served_classifier(source, device, precision)
     common = {"host": host, "port": port, "log_config": logging_config(log_level), "log_level": log_level}
     if workers == 1:
+        if threads is not None:
+            torch.set_num_threads(threads)
         uvicorn.run(create_app(classifier, settings, precision), **common)
         return
     del classifier
@@ -57,7 +63,7 @@ def serve(
             "device": device,
             "precision": precision,
             "settings": dataclasses.asdict(settings),
-            "threads": max(1, torch.get_num_threads() // workers),
+            "threads": threads or max(1, torch.get_num_threads() // workers),
         }
     )
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **common)
