@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -362,6 +363,35 @@ def test_two_files_in_one_form_are_refused(client):
     files = [("file", ("a.png", IMAGES["rgb.png"], "image/png")), ("more", ("b.png", IMAGES["rgb.png"], "image/png"))]
     answer = client.post("/predict", files=files)
     assert answer.status_code == 400 and "files" in answer.json()["detail"].lower()
+
+
+def test_a_full_queue_answers_503_and_the_others_are_served(classifier, caplog):
+    app = create_app(classifier, ServeSettings(max_batch=1, max_queue=1))
+    runner = app.state.runner
+    working, gate, running = runner.probabilities, threading.Event(), threading.Event()
+
+    def held(images):
+        running.set()
+        gate.wait(30)
+        return working(images)
+
+    def until(condition):
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
+    runner.probabilities = held
+    with TestClient(app) as test_client, ThreadPoolExecutor(2) as pool, caplog.at_level(logging.WARNING):
+        first = pool.submit(test_client.post, "/predict", content=IMAGES["rgb.png"])
+        until(running.is_set)  # the first runs (and holds the model)
+        second = pool.submit(test_client.post, "/predict", content=IMAGES["cmyk.jpg"])
+        until(lambda: runner.batcher.stats.waiting == 1)  # the second waits in the queue
+        refused = test_client.post("/predict", content=IMAGES["wide.webp"])
+        gate.set()
+        assert first.result().status_code == 200 and second.result().status_code == 200
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "busy" in refused.json()["detail"] and any("503 POST /predict" in r.getMessage() for r in caplog.records)
 
 
 def test_a_failing_model_gives_500_logged_and_the_server_goes_on(classifier, caplog):

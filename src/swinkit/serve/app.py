@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 import torch
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -151,9 +151,10 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, pr
 
         return await run_in_threadpool(prepare)
 
+    html = resources.files("swinkit.serve").joinpath("page.html").read_text(encoding="utf-8")
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        html = resources.files("swinkit.serve").joinpath("page.html").read_text(encoding="utf-8")
         return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/health", summary="Liveness, and the batches run so far")
@@ -178,31 +179,21 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, pr
         labels = await runner.predict(prepared(), topk)  # batches forming meanwhile wait for this image
         return {"top": [label.to_dict() for label in labels], "image": about}
 
-    async def attention_maps(
-        request: Request, stage: int | None, block: int | None, row: int | None, col: int | None
-    ) -> tuple[torch.Tensor, list[viz.BlockAttention]]:
-        if (row is None) != (col is None):
-            raise HTTPException(400, "give both row and col for the query, or neither (the centre)")
+    async def attention_maps(request: Request, where: AttentionQuery) -> tuple[torch.Tensor, list[viz.BlockAttention]]:
         stages = len(classifier.model.config.depths)
-        if stage is not None and stage > stages:
-            raise HTTPException(400, f"stage {stage} does not exist; this model has stages 1 to {stages}")
+        if where.stage is not None and where.stage > stages:
+            raise HTTPException(400, f"stage {where.stage} does not exist; this model has stages 1 to {stages}")
         pixels, _ = await read_pixels(request)
         try:
-            blocks = viz.select_blocks(classifier.model, None if stage is None else stage - 1, block)
-            maps = await runner.attention(pixels, None if row is None else (row, col), blocks)
+            blocks = viz.select_blocks(classifier.model, None if where.stage is None else where.stage - 1, where.block)
+            maps = await runner.attention(pixels, where.query, blocks)
         except ValueError as error:
             raise HTTPException(400, str(error)) from error
         return pixels, maps
 
     @app.post("/attention", summary="Attention of a query position, as token grids", openapi_extra=IMAGE_BODY)
-    async def attention(
-        request: Request,
-        stage: int | None = Query(None, ge=1, description="stage, from 1 as in the paper (default: every stage)"),
-        block: int | None = Query(None, ge=0, description="block of each stage, from 0 (default: blocks 0 and 1)"),
-        row: int | None = Query(None, ge=0, description="query row in pixels of the model's input (default: centre)"),
-        col: int | None = Query(None, ge=0, description="query column in pixels of the model's input"),
-    ) -> dict[str, object]:
-        pixels, maps = await attention_maps(request, stage, block, row, col)
+    async def attention(request: Request, where: AttentionQuery = Depends(attention_query)) -> dict[str, object]:
+        pixels, maps = await attention_maps(request, where)
         return {
             "input_size": list(pixels.shape[1:]),
             "query": {"row": maps[0].pixel[0], "col": maps[0].pixel[1]},
@@ -218,14 +209,11 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, pr
     )
     async def attention_png(
         request: Request,
-        stage: int | None = Query(None, ge=1, description="stage, from 1 as in the paper (default: every stage)"),
-        block: int | None = Query(None, ge=0, description="block of each stage, from 0 (default: blocks 0 and 1)"),
-        row: int | None = Query(None, ge=0, description="query row in pixels of the model's input (default: centre)"),
-        col: int | None = Query(None, ge=0, description="query column in pixels of the model's input"),
+        where: AttentionQuery = Depends(attention_query),
         head: int | None = Query(None, ge=0, description="draw only this head next to the mean"),
         max_heads: int = Query(6, ge=0, le=MAX_DRAWN_HEADS, description="heads drawn per block without head"),
     ) -> Response:
-        pixels, maps = await attention_maps(request, stage, block, row, col)
+        pixels, maps = await attention_maps(request, where)
         try:
             png = await runner.attention_png(pixels, maps, head, max_heads)
         except ValueError as error:
@@ -233,6 +221,27 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, pr
         return Response(png, media_type="image/png")
 
     return app
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionQuery:
+    """Which attention an attention request asks for: ``stage`` (from 1), ``block`` (from 0), ``query`` (pixels)."""
+
+    stage: int | None
+    block: int | None
+    query: tuple[int, int] | None
+
+
+def attention_query(
+    stage: int | None = Query(None, ge=1, description="stage, from 1 as in the paper (default: every stage)"),
+    block: int | None = Query(None, ge=0, description="block of each stage, from 0 (default: blocks 0 and 1)"),
+    row: int | None = Query(None, ge=0, description="query row in pixels of the model's input (default: centre)"),
+    col: int | None = Query(None, ge=0, description="query column in pixels of the model's input (with row)"),
+) -> AttentionQuery:
+    """The query parameters the attention endpoints share; 400 for a row without a column or the reverse."""
+    if (row is None) != (col is None):
+        raise HTTPException(400, "give both row and col for the query, or neither (the centre)")
+    return AttentionQuery(stage, block, None if row is None or col is None else (row, col))
 
 
 async def read_image(request: Request) -> tuple[bytes, str]:
