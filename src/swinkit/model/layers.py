@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
