@@ -109,6 +109,22 @@ def test_int8_keeps_validation_top1_within_one_point_of_fp32(digits):
     assert abs(accuracy["bf16"] - accuracy["fp32"]) <= 1.0, accuracy
 
 
+def test_torchao_int8_quantization_of_a_trained_model_keeps_its_accuracy(digits):
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    result, val = digits
+    fp32 = load_classifier(result.run_dir, "cpu")
+    quantized = load_classifier(result.run_dir, "cpu")
+    quantize_(quantized.model, Int8DynamicActivationInt8WeightConfig())
+    qkv = quantized.model.stages[0].blocks[0].attn.qkv
+    assert type(qkv.weight).__module__.startswith("torchao") and type(qkv.weight).__name__ == "Int8Tensor"
+    pixels = torch.randn(16, 1, 8, 8)
+    reference, got = fp32.logits(pixels), quantized.logits(pixels)
+    assert 0 < (got - reference).abs().max() < 0.05 * reference.abs().max()
+    accuracy = {name: evaluate_data(c, str(val), workers=0).top1 for name, c in (("fp32", fp32), ("int8", quantized))}
+    assert abs(accuracy["int8"] - accuracy["fp32"]) <= 1.0, accuracy
+
+
 def test_eval_and_predict_commands_run_in_the_chosen_precision(digits, tmp_path, capsys):
     result, val = digits
     output = tmp_path / "eval"
