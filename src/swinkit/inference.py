@@ -52,9 +52,7 @@ class Classifier:
         return self.model(self.prepare(images)).float()
 
 
-def load_classifier(
-    source: str | os.PathLike[str], device: str | None = None, precision: str = "fp32"
-) -> Classifier:
+def load_classifier(source: str | os.PathLike[str], device: str | None = None, precision: str = "fp32") -> Classifier:
     """Load ``source`` in eval mode, in ``precision`` (``fp32``, ``bf16`` or ``int8``).
 
     Classes are the checkpoint's labels, else ``"0"``, ``"1"``, .... The device defaults to
