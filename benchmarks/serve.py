@@ -40,7 +40,7 @@ from PIL import Image
 
 import swinkit
 from swinkit.benchmark import machine
-from swinkit.serve import load_served_classifier
+from swinkit.inference import load_classifier
 from swinkit.train.config import DIGITS
 
 CLIENTS = (1, 4, 16)
@@ -176,7 +176,7 @@ async def load(url: str, image: bytes, clients: int, requests: int, seconds: flo
 @torch.no_grad()
 def model_alone(source: str, image: bytes, precision: str, batch: int, seconds: float) -> float:
     """Images per second of the model's forward pass alone at ``batch`` (median of timed repeats), this process."""
-    classifier = load_served_classifier(source, "cpu", precision)
+    classifier = load_classifier(source, "cpu", precision)
     pixels = classifier.transform(Image.open(io.BytesIO(image))).unsqueeze(0).repeat(batch, 1, 1, 1)
     classifier.model(pixels)
     times = []

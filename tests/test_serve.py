@@ -22,11 +22,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import swinkit
+import swinkit.precision
 from swinkit import viz
 from swinkit.cli import main
 from swinkit.cli import serve as serve_command
 from swinkit.inference import load_classifier, predict
-from swinkit.serve import Batcher, ModelRunner, QueueFullError, ServeSettings, create_app, load_served_classifier
+from swinkit.serve import Batcher, ModelRunner, QueueFullError, ServeSettings, create_app
 from swinkit.viz.figure import DEFAULT_DPI
 
 LABELS = ("cat", "dog", "bird")
@@ -555,7 +556,7 @@ def test_concurrent_requests_through_the_test_client_are_batched(classifier, exp
 
 
 def test_bf16_serves_close_to_fp32(model_dir, classifier, image_files):
-    bf16 = load_served_classifier(model_dir, "cpu", "bf16")
+    bf16 = load_classifier(model_dir, "cpu", "bf16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     app = create_app(bf16, precision="bf16")
     with TestClient(app) as test_client:
@@ -570,7 +571,7 @@ def test_bf16_serves_close_to_fp32(model_dir, classifier, image_files):
 
 
 def test_int8_quantizes_every_linear_layer_and_serves_close_to_fp32(model_dir, classifier, image_files, expected):
-    int8 = load_served_classifier(model_dir, "cpu", "int8")
+    int8 = load_classifier(model_dir, "cpu", "int8")
     linear = [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
     quantized = [m for m in int8.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert not linear and len(quantized) == 4 * 4 + 1 + 1  # qkv, proj, fc1, fc2 of the 4 blocks; the merging; the head
@@ -596,14 +597,14 @@ def test_int8_quantizes_every_linear_layer_and_serves_close_to_fp32(model_dir, c
 
 def test_unknown_precision_is_refused(model_dir):
     with pytest.raises(ValueError, match="fp32"):
-        load_served_classifier(model_dir, "cpu", "fp8")
+        load_classifier(model_dir, "cpu", "fp8")
 
 
 # --- command line --------------------------------------------------------------------------------
 
 
 def test_cli_precisions_are_the_servers():
-    assert serve_command.PRECISIONS == swinkit.serve.PRECISIONS
+    assert serve_command.PRECISIONS == swinkit.precision.PRECISIONS
 
 
 def test_cli_passes_its_flags_to_serve(monkeypatch, model_dir):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-#: swinkit.serve.PRECISIONS, repeated so that --help works without the serve extra (a test keeps them equal).
+#: swinkit.precision.PRECISIONS, repeated so that --help works without the serve extra (a test keeps them equal).
 PRECISIONS = ("fp32", "bf16", "int8")
 
 

@@ -23,17 +23,15 @@ if _MISSING:
 
 from swinkit.serve.app import ServeSettings, create_app  # noqa: E402 - after the check, which names the extra
 from swinkit.serve.batching import Batcher, BatchStats, QueueFullError  # noqa: E402
-from swinkit.serve.runner import PRECISIONS, ModelRunner, load_served_classifier  # noqa: E402
+from swinkit.serve.runner import ModelRunner  # noqa: E402
 from swinkit.serve.server import serve  # noqa: E402
 
 __all__ = [
-    "PRECISIONS",
     "BatchStats",
     "Batcher",
     "ModelRunner",
     "QueueFullError",
     "ServeSettings",
     "create_app",
-    "load_served_classifier",
     "serve",
 ]

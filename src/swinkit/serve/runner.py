@@ -1,4 +1,4 @@
-"""The model side of the server: loading at a precision, batched prediction, attention maps and their pictures.
+"""The model side of the server: batched prediction, attention maps and their pictures.
 
 Every use of the model (the batched forward passes and the attention maps, whose hooks
 would otherwise see another request's batch) runs on one model thread, one job at a time,
@@ -13,42 +13,16 @@ import asyncio
 import dataclasses
 import inspect
 import io
-import os
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from torch import nn
 
 from swinkit import viz
-from swinkit.inference import Classifier, load_classifier
+from swinkit.inference import Classifier
+from swinkit.precision import check_precision
 from swinkit.serve.batching import Batcher
 from swinkit.viz.figure import DEFAULT_DPI
-
-#: Precisions the server runs a model at.
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def load_served_classifier(
-    source: str | os.PathLike[str], device: str | None = None, precision: str = "fp32"
-) -> Classifier:
-    """Load ``source`` as :func:`swinkit.inference.load_classifier` does, at ``precision``.
-
-    ``fp32`` leaves the model as loaded; ``bf16`` casts its weights to bfloat16 (inputs are
-    cast to match); ``int8`` applies PyTorch's dynamic quantization to every ``nn.Linear``
-    (weights stored as int8, activations quantized per batch; CPU only). Raises ValueError
-    for another precision, or for int8 on a GPU.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    classifier = load_classifier(source, device)
-    if precision == "bf16":
-        classifier.model.to(torch.bfloat16)
-    elif precision == "int8":
-        if classifier.device.type != "cpu":
-            raise ValueError(f"int8 (dynamic quantization) runs on CPUs only; got device {classifier.device}")
-        classifier.model = torch.ao.quantization.quantize_dynamic(classifier.model, {nn.Linear}, dtype=torch.qint8)
-    return classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +42,7 @@ class ModelRunner:
     """Runs ``classifier`` for the server: batched top-k prediction, attention maps, attention pictures.
 
     ``precision`` is the one the classifier was loaded at (see
-    :func:`load_served_classifier`); it sets the dtype inputs are cast to. Prediction goes
+    :func:`swinkit.inference.load_classifier`); it sets the dtype inputs are cast to. Prediction goes
     through a :class:`~swinkit.serve.batching.Batcher` with ``max_batch``, ``max_wait_ms``
     and ``max_queue``. Call :meth:`close` when done to stop the threads.
     """
@@ -81,8 +55,7 @@ class ModelRunner:
         max_wait_ms: float = 5.0,
         max_queue: int = 256,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision(precision)
         self.classifier = classifier
         self.precision = precision
         self.input_dtype = torch.bfloat16 if precision == "bf16" else torch.float32

@@ -11,8 +11,8 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
+from swinkit.inference import load_classifier
 from swinkit.serve.app import ServeSettings, create_app
-from swinkit.serve.runner import load_served_classifier
 
 #: The environment variable through which ``serve`` hands its options to worker processes.
 OPTIONS_VARIABLE = "SWINKIT_SERVE_OPTIONS"
@@ -49,7 +49,7 @@ def serve(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     settings = settings or ServeSettings()
-    classifier = load_served_classifier(source, device, precision)
+    classifier = load_classifier(source, device, precision)
     common = {"host": host, "port": port, "log_config": logging_config(log_level), "log_level": log_level}
     if workers == 1:
         if threads is not None:
@@ -73,5 +73,5 @@ def app_from_environment() -> FastAPI:
     """The application a worker process builds from the options :func:`serve` left in ``SWINKIT_SERVE_OPTIONS``."""
     options = json.loads(os.environ[OPTIONS_VARIABLE])
     torch.set_num_threads(options["threads"])
-    classifier = load_served_classifier(options["source"], options["device"], options["precision"])
+    classifier = load_classifier(options["source"], options["device"], options["precision"])
     return create_app(classifier, ServeSettings(**options["settings"]), options["precision"])
