@@ -137,13 +137,14 @@ def timm_outputs(model, pixels):
 
 
 def torchvision_outputs(model, pixels):
-    """Stage outputs: ``features[1], [3], [5], [7]`` run step by step (NHWC, permuted to NCHW)."""
+    """Stage outputs: ``features[1], [3], [5], [7]`` run step by step (NHWC, permuted to NCHW);
+    logits: the rest of torchvision's ``forward`` (its own modules, in its order) on the last."""
     stages, x = [], pixels
     for index, module in enumerate(model.features):
         x = module(x)
         if index % 2 == 1:
             stages.append(x.permute(0, 3, 1, 2))
-    return model(pixels), stages
+    return model.head(model.flatten(model.avgpool(model.permute(model.norm(x))))), stages
 
 
 def swinkit_outputs(model, pixels):
@@ -359,6 +360,38 @@ def test_swinkit_v2_export_loads_in_the_reference_library_and_back(target, size,
     assert back.config == model.config.replace(drop_path_rate=back.config.drop_path_rate)
 
 
+def test_full_size_torchvision_swin_v2_t_and_a_timm_hub_config(tmp_path):
+    """torchvision's swin_v2_t at 256: told to be swinv2_t by its stored coordinate tables alone (window
+    8, 256 pixels), its zeroed k biases the only parameters left out, the same logits and stage outputs.
+    Compared in float64: at this depth, with logit scales up to 100, each library's float32 result is
+    itself some 3e-5 off the float64 one, so float32 cannot show the mapping exact; float64 does.
+    A timm Hub export whose config.json names only the architecture gets that release's window."""
+    reference = randomise(torchvision.models.swin_v2_t(), 10)
+    torch.save(reference.state_dict(), tmp_path / "swin_v2_t.pth")
+    model = swinkit.create_model(pretrained=tmp_path / "swin_v2_t.pth").eval()
+    assert model.config == swinkit.get_config("swinv2_t")
+    k_biases = sum(96 * 2**stage * depth for stage, depth in enumerate((2, 2, 6, 2)))
+    parameters = sum(p.numel() for p in model.parameters())
+    assert (parameters, sum(p.numel() for p in reference.parameters()) - k_biases) == (28_347_154, 28_347_154)
+    pixels = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.no_grad():
+        stages = model.double().forward_intermediates(pixels)  # one pass; forward is the head on the last map
+        ours = model.forward_head(model.norm(stages[-1].permute(0, 2, 3, 1))), stages
+        logits, stages = max_differences(torchvision_outputs(reference.double(), pixels), ours)
+    print(f"\ntorchvision/swin_v2_t in float64: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
+    assert logits <= 1e-10 and stages <= 1e-10
+    hub = tmp_path / "timm-hub"
+    hub.mkdir()
+    weights = model.float().state_dict()  # window 8 and 16 weights have the same shapes
+    swinkit.checkpoints.io.write_safetensors(hub / "model.safetensors", timm_format.from_native(weights))
+    pretrained_cfg = {"input_size": [3, 256, 256], "crop_pct": 0.9, "interpolation": "bicubic", "num_classes": 1000}
+    config = {"architecture": "swinv2_tiny_window16_256", "num_classes": 1000, "pretrained_cfg": pretrained_cfg}
+    (hub / "config.json").write_text(json.dumps(config))
+    loaded = swinkit.create_model(pretrained=hub)
+    assert loaded.config == swinkit.get_config("swinv2_t_w16") and loaded.pretrained_cfg["crop_pct"] == 0.9
+    assert_bit_identical(model, loaded)
+
+
 def test_window_8_to_16_and_12_to_24_keep_the_pretrained_windows_of_the_releases():
     """The registry's fine-tuned releases get their pretrained windows from the checkpoint they
     start from: (8, 8, 8, 8) from a window-8 model at 256, (12, 12, 12, 6) from window 12 at 192."""
@@ -437,6 +470,12 @@ def test_each_v2_layout_is_detected_and_read_back_exactly(tmp_path):
         loaded = swinkit.create_model(pretrained=tmp_path / f"{name}.pth", window_size=4, img_size=128)
         assert loaded.load_report.format == name and loaded.config.version == 2
         assert_bit_identical(model, loaded)
+    # A bare Swinv2Model (no ``swinv2.`` prefix, no classifier) loads as a headless model.
+    bare = {key.removeprefix("swinv2."): value for key, value in layouts["hf"].items() if "classifier" not in key}
+    torch.save(bare, tmp_path / "bare.pth")
+    headless = swinkit.create_model(pretrained=tmp_path / "bare.pth", window_size=4, img_size=128)
+    assert headless.num_classes == 0 and headless.load_report.format == "hf"
+    assert all(torch.equal(tensor, state[key]) for key, tensor in headless.state_dict().items())
     # The format can be named; a wrong one says what is missing.
     assert_bit_identical(model, swinkit.create_model(pretrained=tmp_path / "timm.pth", format="timm", window_size=4))
     with pytest.raises(CheckpointError, match=r"missing keys \[norm.bias; norm.weight"):
