@@ -376,3 +376,19 @@ def test_the_bias_is_cached_in_evaluation_and_recomputed_when_it_must_be():
         attn.additive(layout)
     handle.remove()
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("name", ["swin_t", "swinv2_t"])
+def test_a_bias_cached_under_inference_mode_serves_a_later_pass_with_gradients(name):
+    # Frozen position-bias parameters (as under LoRA) keep the cache on while gradients are recorded.
+    torch.manual_seed(5)
+    model = swinkit.create_model(name, **(TINY | {"drop_path_rate": 0.0})).eval()
+    for key, parameter in model.named_parameters():
+        parameter.requires_grad_(not ("cpb_mlp" in key or "relative_position_bias_table" in key))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+    logits = model(x)
+    logits.sum().backward()
+    torch.testing.assert_close(logits.detach(), expected)
+    assert model.patch_embed.proj.weight.grad.abs().sum() > 0

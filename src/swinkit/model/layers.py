@@ -153,16 +153,21 @@ class WindowAttention(nn.Module):
         if self.version == 1:
             return ops.attention_bias(self.relative_position_bias_table, layout, 2 * self.window_size - 1)
         stamp = self._bias_stamp()
+        if stamp is None:
+            return self._continuous_bias(layout)
         key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shift)
-        if stamp is not None:
-            hit = ops.cached_bias(self.cpb_mlp[0].weight, key, stamp)
-            if hit is not None:
-                return hit
+        hit = ops.cached_bias(self.cpb_mlp[0].weight, key, stamp)
+        if hit is None:
+            # A normal tensor even under inference_mode, so that a later pass recording gradients can use it.
+            with torch.inference_mode(False), torch.no_grad():
+                hit = self._continuous_bias(layout)
+            ops.store_bias(self.cpb_mlp[0].weight, key, stamp, hit)
+        return hit
+
+    def _continuous_bias(self, layout: WindowLayout) -> torch.Tensor:
+        """V2's bias: ``cpb_mlp`` on the window's log-spaced coordinates, 16 sigmoid, gathered, plus the mask."""
         coords = ops.position_coordinates(layout, self.pretrained_window, self.logit_scale)
-        additive = ops.continuous_position_bias(self.cpb_mlp(coords), layout)
-        if stamp is not None:
-            ops.store_bias(self.cpb_mlp[0].weight, key, stamp, additive)
-        return additive
+        return ops.continuous_position_bias(self.cpb_mlp(coords), layout)
 
     def _bias_stamp(self) -> tuple | None:
         """The cache stamp of V2's bias MLP, or None when the bias must be computed on this call.
@@ -214,7 +219,7 @@ class SwinBlock(nn.Module):
 
     ``shift_size`` 0 gives W-MSA, ``window_size // 2`` gives SW-MSA. The layout is decided
     per call from the map's size (see :func:`swinkit.model.ops.window_layout`): the map is zero-padded (after
-    the norm) to a multiple of the window, cyclically shifted, partitioned, attended with
+    V1's pre-norm) to a multiple of the window, cyclically shifted, partitioned, attended with
     the sub-window mask built on the padded map, and put back, as Hugging Face's model does.
     ``(B, H, W, C) -> (B, H, W, C)``.
     """

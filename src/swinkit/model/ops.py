@@ -317,14 +317,21 @@ def attention_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -
         hit = cached_bias(table, key, stamp)
         if hit is not None:
             return hit
+        # A normal tensor even under inference_mode, so that a later pass recording gradients can use it.
+        with torch.inference_mode(False), torch.no_grad():
+            additive = _table_bias(table, layout, table_side)
+        store_bias(table, key, stamp, additive)
+        return additive
+    return _table_bias(table, layout, table_side)
+
+
+def _table_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -> torch.Tensor:
+    """:func:`attention_bias` without the cache."""
     bias = relative_position_bias(table, layout.window_h, layout.window_w, table_side)
     mask = None
     if layout.shift:
         mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, table.device)
-    additive = fold_attention_bias(bias, mask)
-    if use_cache:
-        store_bias(table, key, stamp, additive)
-    return additive
+    return fold_attention_bias(bias, mask)
 
 
 @torch.fx.wrap
