@@ -79,11 +79,14 @@ def target_pattern(model: SwinTransformer, targets: str) -> str:
 
 
 class LoraAdapters:
-    """LoRA adapters injected into ``model`` (in place), the head trained fully.
+    """LoRA adapters of ``rank`` injected into ``model`` (in place), the head trained fully.
 
-    After construction ``model`` runs with its adapters; its parameters that still need
-    gradients are the adapters' ``A`` and ``B`` and a trainable copy of the head (PEFT's
-    ``modules_to_save``). ``peft_model`` is PEFT's wrapper around the same modules.
+    ``alpha`` scales the update by ``alpha / rank`` (default: the rank, scale 1);
+    ``dropout`` applies to the adapters' input; ``targets`` names the block layers to adapt
+    (see :func:`target_pattern`); ``base`` (the pretrained source) is recorded in the
+    adapter's config. After construction ``model`` runs with its adapters; its parameters
+    that still need gradients are the adapters' ``A`` and ``B`` and a trainable copy of the
+    head (PEFT's ``modules_to_save``). ``peft_model`` is PEFT's wrapper around the same modules.
     """
 
     def __init__(
