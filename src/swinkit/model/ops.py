@@ -91,17 +91,19 @@ def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     return torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
 
 
-def shifted_window_regions(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def shifted_window_regions(
+    height: int, width: int, window: int, shift: int, device: torch.device | None = None
+) -> torch.Tensor:
     """Label each token of a cyclically shifted ``height x width`` map with its sub-window.
 
     After the shift, the last ``window`` rows (and columns) hold tokens from two places of
     the original map: ``[-window, -shift)`` and the ``shift`` rows that wrapped around.
     Crossing the row bands with the column bands gives up to nine regions (the slides'
     example: an 8x8 map with M = 4 and shift 2), labelled ``0..8`` row-major.
-    Returns an ``(H, W)`` int64 tensor.
+    Returns an ``(H, W)`` int64 tensor on ``device``.
     """
     bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-    regions = torch.zeros(height, width, dtype=torch.int64)
+    regions = torch.zeros(height, width, dtype=torch.int64, device=device)
     label = 0
     for rows in bands:
         for cols in bands:
@@ -124,10 +126,10 @@ def shift_window_mask(
     # Cached tensors are built as normal tensors even under inference_mode, so that a later
     # training step can use them.
     with torch.inference_mode(False):
-        regions = shifted_window_regions(height, width, window, shift)
+        regions = shifted_window_regions(height, width, window, shift, device)
         windows = window_partition(regions.view(1, height, width, 1), window, window).squeeze(-1)
         different = windows.unsqueeze(1) != windows.unsqueeze(2)
-        return torch.zeros(different.shape).masked_fill_(different, MASK_VALUE).to(device)
+        return torch.zeros(different.shape, device=device).masked_fill_(different, MASK_VALUE)
 
 
 @functools.lru_cache(maxsize=128)
@@ -143,9 +145,10 @@ def relative_position_index(
     """
     offset = (table_side - 1) // 2
     with torch.inference_mode(False):
-        coords = torch.stack(torch.meshgrid(torch.arange(window_h), torch.arange(window_w), indexing="ij")).flatten(1)
+        rows, cols = torch.arange(window_h, device=device), torch.arange(window_w, device=device)
+        coords = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).flatten(1)
         relative = coords[:, :, None] - coords[:, None, :] + offset
-        return (relative[0] * table_side + relative[1]).to(device)
+        return relative[0] * table_side + relative[1]
 
 
 def relative_position_bias(
@@ -177,12 +180,12 @@ def window_order(
     """
     padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
     with torch.inference_mode(False):
-        positions = torch.arange(padded_h * padded_w).view(1, padded_h, padded_w, 1)
+        positions = torch.arange(padded_h * padded_w, device=device).view(1, padded_h, padded_w, 1)
         order = window_partition(cyclic_shift(positions, shift), window_h, window_w).flatten()
         inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(order.numel())
+        inverse[order] = torch.arange(order.numel(), device=device)
         inverse = inverse.view(padded_h, padded_w)[:height, :width].flatten()
-        return order.to(device), inverse.to(device)
+        return order, inverse
 
 
 def tracing() -> bool:
@@ -455,10 +458,9 @@ def log_spaced_coordinates(
         grid = []
         for side in (window_h, window_w):
             norm = pretrained_window - 1 if pretrained_window > 0 else side - 1
-            grid.append(torch.arange(-(side - 1), side, dtype=torch.float32) / max(norm, 1))
+            grid.append(torch.arange(-(side - 1), side, dtype=torch.float32, device=device) / max(norm, 1))
         coords = torch.stack(torch.meshgrid(*grid, indexing="ij"), dim=-1).view(-1, 2) * COORDINATE_RANGE
-        coords = torch.sign(coords) * torch.log2(coords.abs() + 1.0) / math.log2(COORDINATE_RANGE)
-        return coords.to(device)
+        return torch.sign(coords) * torch.log2(coords.abs() + 1.0) / math.log2(COORDINATE_RANGE)
 
 
 @functools.lru_cache(maxsize=128)
@@ -470,9 +472,10 @@ def relative_offset_index(window_h: int, window_w: int, device: torch.device = t
     Cached per size and device (read-only).
     """
     with torch.inference_mode(False):
-        coords = torch.stack(torch.meshgrid(torch.arange(window_h), torch.arange(window_w), indexing="ij")).flatten(1)
+        rows, cols = torch.arange(window_h, device=device), torch.arange(window_w, device=device)
+        coords = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).flatten(1)
         relative = coords[:, :, None] - coords[:, None, :]
-        return ((relative[0] + window_h - 1) * (2 * window_w - 1) + relative[1] + window_w - 1).to(device)
+        return (relative[0] + window_h - 1) * (2 * window_w - 1) + relative[1] + window_w - 1
 
 
 @torch.fx.wrap
