@@ -367,10 +367,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rows: list[Row] = []
     # (label, batch, kind, autocast dtype, models to time, models that failed)
     cases: list[tuple[str, int, str, torch.dtype | None, dict[str, nn.Module], dict[str, str]]] = [
-        ("inference fp32", 1, "inference", None, models, {}),
-        ("inference fp32", batch_size, "inference", None, models, {}),
-        ("training step fp32", batch_size, "training", None, models, {}),
+        ("inference fp32", size, "inference", None, models, {}) for size in sorted({1, batch_size})
     ]
+    cases.append(("training step fp32", batch_size, "training", None, models, {}))
     if args.bf16:
         cases += [
             ("inference bf16", batch_size, "inference", torch.bfloat16, models, {}),
