@@ -36,10 +36,14 @@ def plain_block_forward(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     attn = block.attn
     bias = ops.relative_position_bias(attn.relative_position_bias_table, window_h, window_w)
     mask = ops.shift_window_mask(padded_h, padded_w, window_h, shift) if shift else None
-    probs = ops.window_attention_probs(windows, attn.qkv.weight, attn.qkv.bias, attn.num_heads, bias, mask)
-    v = F.linear(windows, attn.qkv.weight, attn.qkv.bias).chunk(3, dim=-1)[2]
-    v = v.view(*v.shape[:2], attn.num_heads, -1).transpose(1, 2)
-    out = (probs @ v).transpose(1, 2).reshape(windows.shape)
+    q, k, v = (
+        part.view(*windows.shape[:2], attn.num_heads, -1).transpose(1, 2)
+        for part in F.linear(windows, attn.qkv.weight, attn.qkv.bias).chunk(3, dim=-1)
+    )
+    logits = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 + bias
+    if mask is not None:
+        logits = (logits.view(-1, mask.shape[0], *logits.shape[1:]) + mask.unsqueeze(1)).view(logits.shape)
+    out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(windows.shape)
     out = attn.proj(out)
     out = ops.cyclic_shift(ops.window_reverse(out, window_h, window_w, padded_h, padded_w), -shift)
     x = x + out[:, :height, :width]
@@ -71,13 +75,15 @@ def test_eval_cache_of_the_folded_bias_follows_the_table():
     model = swinkit.create_model("swin_t", img_size=64, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
     model.eval()
     x = torch.randn(2, 3, 64, 64)
+    attention = model.stages[0].blocks[1].attn
+    table = attention.relative_position_bias_table
     with torch.no_grad():
         first = model(x)
-        attention = model.stages[0].blocks[1].attn
-        cached = next(iter(attention._additive_cache.values()))[1]
+        entries = ops._bias_entries(table)
+        cached = next(iter(entries.values()))[1]
         assert cached.shape == (16, 1, 16, 16)  # nW of the 16x16 map, heads, N, N
-        assert attention.additive(model.stages[0].blocks[1].layout(16, 16), x.device) is cached
-        attention.relative_position_bias_table.add_(1.0)  # an in-place change, as an optimiser step
+        assert attention.additive(model.stages[0].blocks[1].layout(16, 16)) is cached
+        table.add_(1.0)  # an in-place change, as an optimiser step
         second = model(x)
     assert not torch.allclose(first, second)
     fresh = swinkit.create_model("swin_t", img_size=64, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
@@ -86,27 +92,29 @@ def test_eval_cache_of_the_folded_bias_follows_the_table():
         torch.testing.assert_close(fresh.eval()(x), second, rtol=0, atol=0)
     # While gradients are recorded nothing is cached and the table gets its gradient.
     model.train()
-    attention._additive_cache.clear()
+    entries.clear()
     model(x).sum().backward()
-    assert attention._additive_cache == {}
-    assert attention.relative_position_bias_table.grad.abs().sum() > 0
+    assert entries == {}
+    assert table.grad.abs().sum() > 0
+    # The cache goes with its table.
+    key = id(table)
+    del model, attention, table, entries, cached
+    assert key not in ops._BIAS_CACHE
 
 
 def test_sixteen_bit_cpu_attention_path_matches_the_fp32_formula():
     torch.manual_seed(0)
-    channels, heads, n = 16, 2, 16
-    windows = torch.randn(2 * 4, n, channels)
-    qkv_w, qkv_b = 0.2 * torch.randn(3 * channels, channels), 0.2 * torch.randn(3 * channels)
-    proj_w, proj_b = 0.2 * torch.randn(channels, channels), 0.2 * torch.randn(channels)
+    heads, n, head_dim = 2, 16, 8
+    q, k, v = (torch.randn(2 * 4, heads, n, head_dim) for _ in range(3))
     bias, mask = torch.randn(heads, n, n), ops.shift_window_mask(8, 8, 4, 2)
     additive = ops.fold_attention_bias(bias, mask)
-    expected = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, additive)
+    expected = ops.window_attention(q, k, v, additive)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, additive)
+        got = ops.window_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), additive)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.05)
     # The mask matters here, so the 16-bit path really applies it.
-    unmasked = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, ops.fold_attention_bias(bias, None))
+    unmasked = ops.window_attention(q, k, v, ops.fold_attention_bias(bias, None))
     assert (unmasked - expected).abs().max() > 0.2
 
 

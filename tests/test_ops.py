@@ -87,7 +87,8 @@ def test_window_attention_equals_the_formula_of_eq4(with_mask):
     proj_w, proj_b = torch.randn(channels, channels), torch.randn(channels)
     bias = torch.randn(heads, n, n)
     mask = ops.shift_window_mask(8, 8, 4, 2) if with_mask else None
-    got = ops.window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, ops.fold_attention_bias(bias, mask))
+    q, k, v = ops.split_heads(windows @ qkv_w.T + qkv_b, heads)
+    got = ops.window_attention(q, k, v, ops.fold_attention_bias(bias, mask)) @ proj_w.T + proj_b
     want = naive_window_attention(windows, qkv_w, qkv_b, proj_w, proj_b, heads, bias, mask)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -106,12 +107,14 @@ def test_attention_probabilities_are_the_weights_window_attention_applies():
     windows = torch.randn(2 * 4, n, channels)
     qkv_w, qkv_b = torch.randn(3 * channels, channels), torch.randn(3 * channels)
     bias, mask = torch.randn(heads, n, n), ops.shift_window_mask(8, 8, 4, 2)
-    probs = ops.window_attention_probs(windows, qkv_w, qkv_b, heads, bias, mask)
+    additive = ops.fold_attention_bias(bias, mask)
+    q, k, v = ops.split_heads(windows @ qkv_w.T + qkv_b, heads)
+    probs = ops.window_attention_probs(q, k, additive)
     torch.testing.assert_close(probs.sum(-1), torch.ones(8, heads, n))
-    v = (windows @ qkv_w.T + qkv_b)[..., 2 * channels :].view(8, n, heads, channels // heads).transpose(1, 2)
+    plain_v = (windows @ qkv_w.T + qkv_b)[..., 2 * channels :].view(8, n, heads, channels // heads).transpose(1, 2)
+    torch.testing.assert_close(v, plain_v, rtol=0, atol=0)
     mixed = (probs @ v).transpose(1, 2).reshape(8, n, channels)
-    identity = torch.eye(channels)
-    got = ops.window_attention(windows, qkv_w, qkv_b, identity, None, heads, ops.fold_attention_bias(bias, mask))
+    got = ops.window_attention(q, k, v, additive)
     torch.testing.assert_close(got, mixed, rtol=1e-5, atol=1e-5)
     # Masked pairs get (numerically) no weight: the bottom-right window's four sub-windows.
     assert probs[3][:, mask[3] != 0].max() < 1e-20

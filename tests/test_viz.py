@@ -181,7 +181,8 @@ def test_attention_map_is_the_models_probability_row(tiny):
         tokens = model.patch_embed(pixels[None])
         bias = ops.relative_position_bias(first.attn.relative_position_bias_table, 4, 4)
         windows = ops.window_partition(first.norm1(tokens), 4, 4)
-        probs = ops.window_attention_probs(windows, first.attn.qkv.weight, first.attn.qkv.bias, 1, bias)
+        q, k, _ = ops.split_heads(first.attn.qkv(windows), 1)
+        probs = ops.window_attention_probs(q, k, ops.fold_attention_bias(bias, None))
         # Token (5, 5) is token (1, 1) of window (1, 1), window 5 of 16.
         np.testing.assert_allclose(regular.heads[:, 4:8, 4:8], probs[5, :, 5].view(1, 4, 4).numpy(), atol=1e-6)
 
@@ -189,7 +190,8 @@ def test_attention_map_is_the_models_probability_row(tiny):
         bias = ops.relative_position_bias(second.attn.relative_position_bias_table, 4, 4)
         windows = ops.window_partition(ops.cyclic_shift(second.norm1(after_first), 2), 4, 4)
         mask = ops.shift_window_mask(16, 16, 4, 2)
-        probs = ops.window_attention_probs(windows, second.attn.qkv.weight, second.attn.qkv.bias, 1, bias, mask)
+        q, k, _ = ops.split_heads(second.attn.qkv(windows), 1)
+        probs = ops.window_attention_probs(q, k, ops.fold_attention_bias(bias, mask))
         # Shifted by 2, token (5, 5) sits at (3, 3): the last token of window 0, which holds rows and columns 2..5.
         np.testing.assert_allclose(shifted.heads[:, 2:6, 2:6], probs[0, :, 15].view(1, 4, 4).numpy(), atol=1e-6)
 

@@ -18,30 +18,52 @@ import swinkit
 from swinkit.data import TransformedDataset, build_transforms, load_data, load_images
 from swinkit.data.images import BadImage
 from swinkit.model import SwinTransformer
+from swinkit.precision import apply_precision, check_precision, input_dtype
 from swinkit.preprocessing import Preprocessing
-from swinkit.train.metrics import Evaluation, autocast, evaluate
+from swinkit.train.metrics import Evaluation, evaluate
 
 
 @dataclasses.dataclass
 class Classifier:
-    """A model ready for inference, with its preprocessing and class names."""
+    """A model ready for inference, with its preprocessing, class names and precision.
+
+    ``model`` is already in ``precision`` (see :mod:`swinkit.precision`): a bf16 model has
+    bfloat16 weights, an int8 one dynamically quantized Linear layers. :meth:`logits` casts
+    the images to match.
+    """
 
     model: SwinTransformer
     preprocessing: Preprocessing
     classes: list[str]
     device: torch.device
+    precision: str = "fp32"
 
     @property
     def transform(self):
         return build_transforms(False, self.preprocessing)
 
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` (B, C, H, W) on the classifier's device, in its precision's input dtype."""
+        return images.to(self.device, input_dtype(self.precision))
 
-def load_classifier(source: str | os.PathLike[str], device: str | None = None) -> Classifier:
-    """Load ``source`` in eval mode; classes are the checkpoint's labels, else ``"0"``, ``"1"``, ..."""
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits ``(B, classes)`` of preprocessed ``images`` ``(B, C, H, W)``."""
+        return self.model(self.prepare(images)).float()
+
+
+def load_classifier(source: str | os.PathLike[str], device: str | None = None, precision: str = "fp32") -> Classifier:
+    """Load ``source`` in eval mode, in ``precision`` (``fp32``, ``bf16`` or ``int8``).
+
+    Classes are the checkpoint's labels, else ``"0"``, ``"1"``, .... The device defaults to
+    CUDA when available, except for int8, which runs on the CPU only (asking for int8 on
+    CUDA raises ValueError).
+    """
+    check_precision(precision, device)
     model = swinkit.create_model(pretrained=str(source))
     if model.num_classes == 0:
         raise ValueError(f"{source} has no classifier head (num_classes 0): it cannot label images")
-    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"))
     model.to(chosen).eval()
     stored = getattr(model, "pretrained_cfg", None)
     if stored:
@@ -49,7 +71,7 @@ def load_classifier(source: str | os.PathLike[str], device: str | None = None) -
     else:
         preprocessing = Preprocessing.default(model.config.img_size, model.config.in_chans)
     classes = list(model.config.labels) or [str(index) for index in range(model.num_classes)]
-    return Classifier(model, preprocessing, classes, chosen)
+    return Classifier(apply_precision(model, precision, inplace=True), preprocessing, classes, chosen, precision)
 
 
 def evaluate_data(
@@ -57,10 +79,11 @@ def evaluate_data(
     data: str,
     batch_size: int = 64,
     workers: int = 2,
-    precision: str = "fp32",
     skip_bad_images: bool = False,
 ) -> Evaluation:
     """Top-1/top-5, per-class accuracy and the confusion matrix of ``classifier`` on labelled ``data``.
+
+    The model runs in the classifier's precision.
 
     The data's class names must be among the model's (matched by name, so the order of
     folders does not matter); without names in the model, the data must have as many
@@ -85,8 +108,8 @@ def evaluate_data(
         remap = torch.arange(len(bundle.classes))
     dataset = TransformedDataset(bundle.train, classifier.transform)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    batches = ((images, remap[targets]) for images, targets in loader)
-    return evaluate(classifier.model, batches, len(classifier.classes), classifier.device, precision)
+    batches = ((classifier.prepare(images), remap[targets]) for images, targets in loader)
+    return evaluate(classifier.model, batches, len(classifier.classes), classifier.device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +150,11 @@ def predict(
     inputs: Sequence[str | os.PathLike[str]],
     topk: int = 5,
     batch_size: int = 32,
-    precision: str = "fp32",
 ) -> list[Prediction]:
-    """Label every image in ``inputs`` (files or folders); unreadable files get an ``error`` instead."""
+    """Label every image in ``inputs`` (files or folders) with the classifier in its precision.
+
+    Unreadable files get an ``error`` instead of labels.
+    """
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")
     paths = expand_inputs(inputs)
@@ -146,10 +171,8 @@ def predict(
     k = min(topk, len(classifier.classes))
     for start in range(0, len(readable), batch_size):
         chunk = readable[start : start + batch_size]
-        images = torch.stack([tensor for _, tensor in chunk]).to(classifier.device)
-        with autocast(classifier.device, precision):
-            logits = classifier.model(images)
-        top = logits.float().softmax(-1).topk(k, dim=-1)
+        logits = classifier.logits(torch.stack([tensor for _, tensor in chunk]))
+        top = logits.softmax(-1).topk(k, dim=-1)
         for (path, _), values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
             results[path] = Prediction(path, [classifier.classes[i] for i in indices], values)
     return [results[path] for path in paths]

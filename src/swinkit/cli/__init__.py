@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from swinkit import __version__
-from swinkit.cli import bench, convert, evaluate, export, flops, models, predict, show, train
+from swinkit.cli import bench, convert, evaluate, export, flops, models, predict, serve, show, train
 
-COMMANDS = (models, train, evaluate, predict, convert, export, bench, show, flops)
+COMMANDS = (models, train, evaluate, predict, convert, export, bench, show, flops, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from swinkit.cli.arguments import add_precision
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a model on labelled images", description=__doc__)
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    add_precision(parser)
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     parser.add_argument(
@@ -32,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from swinkit.inference import evaluate_data, load_classifier
     from swinkit.train.plots import plot_confusion
 
-    classifier = load_classifier(args.model, args.device)
-    result = evaluate_data(classifier, args.data, args.batch_size, args.workers, args.precision, args.skip_bad_images)
+    classifier = load_classifier(args.model, args.device, args.precision)
+    result = evaluate_data(classifier, args.data, args.batch_size, args.workers, args.skip_bad_images)
     model_path = Path(args.model)
     output = (
         Path(args.output)
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "model": str(args.model),
         "data": args.data,
+        "precision": classifier.precision,
         "images": result.count,
         "loss": result.loss,
         "top1": result.top1,
@@ -59,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{result.count} images: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  loss {result.loss:.4f}")
+    print(
+        f"{result.count} images, {classifier.precision}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  "
+        f"loss {result.loss:.4f}"
+    )
     width = max(len(name) for name in classifier.classes)
     for name, value in report["per_class"].items():
         print(f"  {name:<{width}}  {'-' if value is None else f'{value:6.2f}%'}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from swinkit.cli.arguments import add_precision
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="label images with a trained model", description=__doc__)
@@ -15,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--topk", type=int, default=5, help="how many labels per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"))
+    add_precision(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 
@@ -22,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from swinkit.inference import load_classifier, predict
 
-    classifier = load_classifier(args.model, args.device)
+    classifier = load_classifier(args.model, args.device, args.precision)
     predictions = predict(classifier, args.inputs, args.topk, args.batch_size)
     failed = sum(p.error is not None for p in predictions)
     if args.json:

@@ -6,16 +6,50 @@ window partition, shift and merging are plain indexing.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
 from swinkit.model import ops
+from swinkit.model.ops import WindowLayout
+
+try:  # true for FX symbolic tracing alone (the older name warns, and is true under torch.export too)
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
+except ImportError:  # PyTorch before 2.5
+    from torch.fx._symbolic_trace import is_fx_tracing
+
+__all__ = ["Mlp", "PatchEmbed", "PatchMerging", "SwinBlock", "SwinStage", "WindowAttention", "WindowLayout"]
+
+
+def plain_linears(*layers: nn.Module) -> bool:
+    """True when a fast path may use these layers' raw weights instead of calling them.
+
+    That is only so for plain ``nn.Linear`` layers with no hooks of their own, no global
+    module hooks, and no FX tracing. An adapted (PEFT LoRA), quantized, pruned or
+    parametrized layer, or a hooked one, is called as a module, so that every tool applied
+    to the model sees it.
+    """
+    if is_fx_tracing() or not torch.compiler.is_compiling() and _global_hooks():
+        return False
+    return all(
+        type(layer) is nn.Linear
+        and not (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks or layer._backward_pre_hooks)
+        for layer in layers
+    )
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as torch_module
+
+    return bool(
+        torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+        or torch_module._global_backward_hooks
+        or torch_module._global_backward_pre_hooks
+    )
 
 
 class PatchEmbed(nn.Module):
@@ -34,19 +68,16 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        pad_h = (self.patch_size - pixels.shape[2] % self.patch_size) % self.patch_size
-        pad_w = (self.patch_size - pixels.shape[3] % self.patch_size) % self.patch_size
-        if pad_h or pad_w:
-            pixels = F.pad(pixels, (0, pad_w, 0, pad_h))
-        return self.norm(self.proj(pixels).permute(0, 2, 3, 1))
+        return self.norm(self.proj(ops.pad_image(pixels, self.patch_size)).permute(0, 2, 3, 1))
 
 
 class Mlp(nn.Module):
     """The 2-layer MLP of a Swin block: Linear, GELU, dropout, Linear, dropout.
 
-    Without dropout (the released models, and evaluation) it runs as
-    :func:`swinkit.model.ops.mlp`: the same numbers, one ``4C``-wide activation less kept
-    for the backward pass, and on CPUs, for narrow inputs, in slices of the hidden units.
+    Without dropout (the released models, and evaluation), and when both layers are plain
+    ``nn.Linear`` (see :func:`plain_linears`), it runs as :func:`swinkit.model.ops.mlp`: the
+    same numbers, one ``4C``-wide activation less kept for the backward pass, and on CPUs,
+    for narrow inputs, in slices of the hidden units. Otherwise it calls its layers.
     """
 
     def __init__(self, dim: int, hidden_dim: int, drop: float) -> None:
@@ -57,23 +88,10 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop.p == 0.0 or not self.training:
+        if (self.drop.p == 0.0 or not self.training) and plain_linears(self.fc1, self.fc2):
             chunks = ops.mlp_chunks(x, self.fc1.in_features, self.fc1.out_features)
             return ops.mlp(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, chunks)
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowLayout:
-    """How a block cuts an ``height x width`` map: window sides, shift, and the padded map's size."""
-
-    height: int
-    width: int
-    window_h: int
-    window_w: int
-    shift: int
-    padded_h: int
-    padded_w: int
 
 
 class WindowAttention(nn.Module):
@@ -94,50 +112,25 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
-        self._additive_cache: dict[tuple, tuple] = {}
 
-    def additive(self, layout: WindowLayout, device: torch.device) -> torch.Tensor:
-        """``B`` of Eq. 4 plus the shift mask for ``layout``, folded into one tensor.
+    def additive(self, layout: WindowLayout) -> torch.Tensor:
+        """``B`` of Eq. 4 plus the shift mask for ``layout``, folded (:func:`~swinkit.model.ops.attention_bias`)."""
+        return ops.attention_bias(self.relative_position_bias_table, layout, 2 * self.window_size - 1)
 
-        While gradients are recorded it is rebuilt on every call, so that they reach the
-        bias table. Otherwise (evaluation) it is cached per layout and kept while the table
-        is unchanged: its in-place version counter and storage are part of the key, so a new
-        weight load or an optimiser step invalidates it. The cache affects no result.
-        """
-        table = self.relative_position_bias_table
-        use_cache = not (torch.is_grad_enabled() and table.requires_grad) and not ops.tracing()
-        key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shift, device)
-        if use_cache:
-            stamp = (table._version, table.data_ptr(), table.dtype)
-            hit = self._additive_cache.get(key)
-            if hit is not None and hit[0] == stamp:
-                return hit[1]
-        bias = ops.relative_position_bias(table, layout.window_h, layout.window_w, 2 * self.window_size - 1)
-        mask = None
-        if layout.shift:
-            mask = ops.cached(
-                ops.shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, device
-            )
-        additive = ops.fold_attention_bias(bias, mask)
-        if use_cache:
-            if len(self._additive_cache) >= 8:
-                self._additive_cache.clear()
-            self._additive_cache[key] = (stamp, additive)
-        return additive
+    def heads(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of the windows, each ``(B*nW, heads, N, d)``: the ``qkv`` layer, split into heads."""
+        return ops.split_heads(self.qkv(windows), self.num_heads)
 
     def forward(self, windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
         """``(B*nW, N, C) -> (B*nW, N, C)`` for windows cut as ``layout`` says."""
-        out = ops.window_attention(
-            windows,
-            self.qkv.weight,
-            self.qkv.bias,
-            self.proj.weight,
-            self.proj.bias,
-            self.num_heads,
-            self.additive(layout, windows.device),
-            attn_drop=self.attn_drop if self.training else 0.0,
-        )
-        return self.proj_drop(out)
+        q, k, v = self.heads(windows)
+        out = ops.window_attention(q, k, v, self.additive(layout), self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(out))
+
+    def probabilities(self, windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+        """The attention weights of Eq. 4 for these windows, ``(B*nW, heads, N, N)``."""
+        q, k, _ = self.heads(windows)
+        return ops.window_attention_probs(q, k, self.additive(layout))
 
 
 class SwinBlock(nn.Module):
@@ -173,38 +166,19 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
     def layout(self, height: int, width: int) -> WindowLayout:
-        """How this block cuts a ``height x width`` map into windows."""
-        window_h, window_w, shift = ops.window_layout(height, width, self.window_size, self.shift_size)
-        padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
-        return WindowLayout(height, width, window_h, window_w, shift, padded_h, padded_w)
-
-    def _order(self, layout: WindowLayout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return ops.cached(
-            ops.window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shift, device
-        )
-
-    def _partition(self, x: torch.Tensor) -> tuple[torch.Tensor, WindowLayout]:
-        """Pad, shift and partition a normalised map; returns the windows and the layout.
-
-        ``(B, H, W, C) -> (B*nW, N, C)``: :func:`~swinkit.model.ops.pad_to_multiple`, then
-        :func:`~swinkit.model.ops.cyclic_shift` and :func:`~swinkit.model.ops.window_partition`
-        fused into one gather (:func:`~swinkit.model.ops.window_order`).
-        """
-        layout = self.layout(x.shape[1], x.shape[2])
-        x = ops.pad_to_multiple(x, layout.window_h, layout.window_w)
-        order, _ = self._order(layout, x.device)
-        windows = x.flatten(1, 2).index_select(1, order)
-        return windows.view(-1, layout.window_h * layout.window_w, x.shape[-1]), layout
+        """How this block cuts an ``height x width`` map into windows."""
+        return ops.layout_of(torch.empty(0, height, width, 0), self.window_size, self.shift_size)
 
     def shifted_window_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """(S)W-MSA on a normalised map: pad, shift, partition, attend, reverse, unshift, crop."""
-        batch, channels = x.shape[0], x.shape[-1]
-        windows, layout = self._partition(x)
-        windows = self.attn(windows, layout)
-        _, inverse = self._order(layout, x.device)
-        # window_reverse, cyclic_shift(-shift) and the crop, as one gather.
-        x = windows.view(batch, -1, channels).index_select(1, inverse)
-        return x.view(batch, layout.height, layout.width, channels)
+        """(S)W-MSA on a normalised map: pad, shift, partition, attend, reverse, unshift, crop.
+
+        ``(B, H, W, C) -> (B, H, W, C)``; the pad, shift and partition are one gather, and so
+        is their reverse (:func:`~swinkit.model.ops.partition_windows`,
+        :func:`~swinkit.model.ops.reverse_windows`).
+        """
+        layout = ops.layout_of(x, self.window_size, self.shift_size)
+        windows = self.attn(ops.partition_windows(x, layout), layout)
+        return ops.reverse_windows(windows, layout)
 
     def attention_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, WindowLayout]:
         """The attention weights this block computes for its input ``x`` (before ``norm1``).
@@ -212,14 +186,9 @@ class SwinBlock(nn.Module):
         Returns ``(B, nW, heads, N, N)`` rows of ``SoftMax(QK^T/sqrt(d) + B + mask)`` (Eq. 4),
         windows in row-major order over the padded, shifted map, and the layout to place them.
         """
-        windows, layout = self._partition(self.norm1(x))
-        bias = ops.relative_position_bias(self.attn.relative_position_bias_table, layout.window_h, layout.window_w)
-        mask = None
-        if layout.shift:
-            mask = ops.shift_window_mask(layout.padded_h, layout.padded_w, layout.window_h, layout.shift, x.device)
-        probs = ops.window_attention_probs(
-            windows, self.attn.qkv.weight, self.attn.qkv.bias, self.attn.num_heads, bias, mask
-        )
+        normed = self.norm1(x)
+        layout = ops.layout_of(normed, self.window_size, self.shift_size)
+        probs = self.attn.probabilities(ops.partition_windows(normed, layout), layout)
         return probs.view(x.shape[0], -1, *probs.shape[1:]), layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

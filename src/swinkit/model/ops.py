@@ -7,8 +7,10 @@ parameters and call these. Shapes use ``B`` batch, ``H, W`` token-map height and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,7 @@ def window_layout(height: int, width: int, window: int, shift: int) -> tuple[int
     return min(window, height), min(window, width), effective_shift
 
 
+@torch.fx.wrap
 def pad_to_multiple(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
     """Zero-pad a ``(B, H, W, C)`` map on the bottom and right to multiples of the given sides.
 
@@ -41,6 +44,19 @@ def pad_to_multiple(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.
     if pad_h == 0 and pad_w == 0:
         return x
     return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+
+
+@torch.fx.wrap
+def pad_image(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """Zero-pad a ``(B, C, H, W)`` image batch on the bottom and right to multiples of ``patch``.
+
+    Returns ``pixels`` itself when no padding is needed.
+    """
+    pad_h = (patch - pixels.shape[2] % patch) % patch
+    pad_w = (patch - pixels.shape[3] % patch) % patch
+    if pad_h or pad_w:
+        return F.pad(pixels, (0, pad_w, 0, pad_h))
+    return pixels
 
 
 def window_partition(x: torch.Tensor, window_h: int, window_w: int) -> torch.Tensor:
@@ -184,12 +200,121 @@ def cached(function, *args):  # type: ignore[no-untyped-def]
     return function(*args)
 
 
-def _heads(
-    windows: torch.Tensor, qkv_weight: torch.Tensor, qkv_bias: torch.Tensor | None, num_heads: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The fused qkv projection split into heads: three ``(B*nW, heads, N, d)`` views."""
-    batch_windows, n, channels = windows.shape
-    qkv = F.linear(windows, qkv_weight, qkv_bias).view(batch_windows, n, 3, num_heads, channels // num_heads)
+@dataclasses.dataclass(frozen=True)
+class WindowLayout:
+    """How a block cuts an ``height x width`` map: window sides, shift, and the padded map's size."""
+
+    height: int
+    width: int
+    window_h: int
+    window_w: int
+    shift: int
+    padded_h: int
+    padded_w: int
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per window, ``N``."""
+        return self.window_h * self.window_w
+
+
+@torch.fx.wrap
+def layout_of(x: torch.Tensor, window: int, shift: int) -> WindowLayout:
+    """The :class:`WindowLayout` a block of window ``window`` and shift ``shift`` uses on map ``x``.
+
+    ``x``: ``(B, H, W, C)``; the rules are :func:`window_layout`'s.
+    """
+    height, width = x.shape[1], x.shape[2]
+    window_h, window_w, effective_shift = window_layout(height, width, window, shift)
+    padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
+    return WindowLayout(height, width, window_h, window_w, effective_shift, padded_h, padded_w)
+
+
+@torch.fx.wrap
+def partition_windows(x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """Pad, cyclic shift and window partition of a map, as one gather (:func:`window_order`).
+
+    ``(B, H, W, C) -> (B*nW, N, C)``: the same as :func:`window_partition` of
+    :func:`cyclic_shift` of :func:`pad_to_multiple`.
+    """
+    x = pad_to_multiple(x, layout.window_h, layout.window_w)
+    order, _ = cached(window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shift, x.device)
+    return x.flatten(1, 2).index_select(1, order).view(-1, layout.tokens, x.shape[-1])
+
+
+@torch.fx.wrap
+def reverse_windows(windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """Window reverse, reverse cyclic shift and crop, as one gather: the inverse of :func:`partition_windows`.
+
+    ``(B*nW, N, C) -> (B, H, W, C)``.
+    """
+    channels = windows.shape[-1]
+    _, inverse = cached(
+        window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shift, windows.device
+    )
+    x = windows.view(-1, layout.padded_h * layout.padded_w, channels).index_select(1, inverse)
+    return x.view(-1, layout.height, layout.width, channels)
+
+
+#: Evaluation-time cache of :func:`attention_bias`: ``id(table) -> (weak reference, entries)``.
+_BIAS_CACHE: dict[int, tuple[weakref.ref, dict[tuple, tuple]]] = {}
+
+
+def _bias_entries(table: torch.Tensor) -> dict[tuple, tuple]:
+    """The cache entries of one bias table; they are dropped when the table is freed."""
+    held = _BIAS_CACHE.get(id(table))
+    if held is None or held[0]() is not table:
+        key = id(table)
+
+        def forget(ref: weakref.ref) -> None:
+            if _BIAS_CACHE.get(key, (None,))[0] is ref:
+                del _BIAS_CACHE[key]
+
+        held = (weakref.ref(table, forget), {})
+        _BIAS_CACHE[key] = held
+    return held[1]
+
+
+@torch.fx.wrap
+def attention_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -> torch.Tensor:
+    """``B`` of Eq. 4 from the table ``B_hat``, plus the shift mask for ``layout``, as one tensor.
+
+    ``table``: ``((2M-1)^2, heads)`` with ``table_side = 2M-1``. Returns what
+    :func:`fold_attention_bias` returns: ``(1 or nW, heads, N, N)``. While gradients are
+    recorded for the table it is computed on every call, so that they reach the table.
+    Otherwise (evaluation) it is cached per table and layout, and kept while the table is
+    unchanged: its in-place version counter and storage are part of the key, so a weight
+    load or an optimiser step invalidates it. The cache affects no result.
+    """
+    use_cache = not (torch.is_grad_enabled() and table.requires_grad) and not tracing()
+    key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shift, table_side)
+    if use_cache:
+        stamp = (table._version, table.data_ptr(), table.dtype, table.device)
+        entries = _bias_entries(table)
+        hit = entries.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    bias = relative_position_bias(table, layout.window_h, layout.window_w, table_side)
+    mask = None
+    if layout.shift:
+        mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, table.device)
+    additive = fold_attention_bias(bias, mask)
+    if use_cache:
+        if len(entries) >= 8:
+            entries.clear()
+        entries[key] = (stamp, additive)
+    return additive
+
+
+@torch.fx.wrap
+def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fused q, k, v projection of the windows split into heads.
+
+    ``qkv``: ``(B*nW, N, 3C)``, the output of the block's ``qkv`` layer, q then k then v;
+    returns three ``(B*nW, heads, N, C/heads)`` views.
+    """
+    batch_windows, n, width = qkv.shape
+    qkv = qkv.view(batch_windows, n, 3, num_heads, width // (3 * num_heads))
     return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
 
@@ -199,20 +324,13 @@ def _logits(q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor) -> torch.T
     return (logits.view(-1, *additive.shape) + additive.to(logits.dtype)).view(logits.shape)
 
 
-def window_attention_probs(
-    windows: torch.Tensor,
-    qkv_weight: torch.Tensor,
-    qkv_bias: torch.Tensor | None,
-    num_heads: int,
-    bias: torch.Tensor,
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
+def window_attention_probs(q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
     """The attention weights of Eq. 4, ``SoftMax(Q K^T / sqrt(d) + B [+ mask])``, for inspection.
 
-    Same inputs as :func:`window_attention`; returns ``(B*nW, heads, N, N)`` whose rows sum to 1.
+    ``q``, ``k``: ``(B*nW, heads, N, d)``; ``additive`` as for :func:`window_attention`.
+    Returns ``(B*nW, heads, N, N)`` whose rows sum to 1.
     """
-    q, k, _ = _heads(windows, qkv_weight, qkv_bias, num_heads)
-    return _logits(q, k, fold_attention_bias(bias, mask)).softmax(dim=-1)
+    return _logits(q, k, additive).softmax(dim=-1)
 
 
 def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -225,25 +343,19 @@ def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.
     return bias if mask is None else bias + mask.unsqueeze(1)
 
 
+@torch.fx.wrap
 def window_attention(
-    windows: torch.Tensor,
-    qkv_weight: torch.Tensor,
-    qkv_bias: torch.Tensor | None,
-    proj_weight: torch.Tensor,
-    proj_bias: torch.Tensor | None,
-    num_heads: int,
-    additive: torch.Tensor,
-    attn_drop: float = 0.0,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive: torch.Tensor, attn_drop: float = 0.0
 ) -> torch.Tensor:
     """Multi-head self-attention inside each window with relative position bias (Eq. 4).
 
-    ``Attention(Q, K, V) = SoftMax(Q K^T / sqrt(d) + B [+ mask]) V``, then the output
-    projection, with ``scaled_dot_product_attention``. ``windows``: ``(B*nW, N, C)``
+    ``Attention(Q, K, V) = SoftMax(Q K^T / sqrt(d) + B [+ mask]) V`` with
+    ``scaled_dot_product_attention``, heads merged back. ``q, k, v``: ``(B*nW, heads, N, d)``
     (windows of one image consecutive); ``additive``: ``B [+ mask]`` from
-    :func:`fold_attention_bias`, ``(1 or nW, heads, N, N)``. Returns ``(B*nW, N, C)``.
+    :func:`fold_attention_bias`, ``(1 or nW, heads, N, N)``. Returns ``(B*nW, N, heads*d)``,
+    the input of the block's output projection.
     """
-    batch_windows, n, channels = windows.shape
-    q, k, v = _heads(windows, qkv_weight, qkv_bias, num_heads)
+    batch_windows, heads, n, head_dim = q.shape
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and attn_drop == 0.0:
         # In 16-bit on CPUs, batched matmuls and softmax beat the fused kernel with a mask.
         logits = _logits(q, k, additive)
@@ -259,8 +371,7 @@ def window_attention(
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop)
     # contiguous() is free after the fused kernel (its output already is) and keeps the ONNX
     # exporter's decomposition from viewing a strided tensor.
-    out = out.transpose(1, 2).contiguous().view(batch_windows, n, channels)
-    return F.linear(out, proj_weight, proj_bias)
+    return out.transpose(1, 2).contiguous().view(batch_windows, n, heads * head_dim)
 
 
 class _GeluLinear(torch.autograd.Function):

@@ -127,6 +127,29 @@ class SwinConfig:
         return data
 
 
+@torch.fx.wrap
+def check_pixels(pixels: torch.Tensor, in_chans: int, patch: int) -> torch.Tensor:
+    """``pixels`` itself when it is a ``(B, in_chans, H, W)`` batch of at least one patch; else ValueError.
+
+    A leaf function under FX tracing, so that a traced model still checks its input when it runs;
+    torch.compile and torch.export see plain shape comparisons.
+    """
+    if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4:
+        shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
+        raise ValueError(f"expected a 4D image batch (B, C, H, W), got {shape}")
+    if pixels.shape[1] != in_chans:
+        raise ValueError(
+            f"expected {in_chans} input channels (in_chans), got {pixels.shape[1]} in "
+            f"shape {tuple(pixels.shape)}; build the model with in_chans={pixels.shape[1]} for such images"
+        )
+    if pixels.shape[2] < patch or pixels.shape[3] < patch:
+        raise ValueError(
+            f"image {pixels.shape[2]}x{pixels.shape[3]} is smaller than one patch; "
+            f"height and width must each be at least {patch} pixels"
+        )
+    return pixels
+
+
 class SwinTransformer(nn.Module):
     """Swin Transformer V1: patch embedding, four stages of Swin blocks with patch merging, head.
 
@@ -186,25 +209,8 @@ class SwinTransformer(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features if isinstance(self.head, nn.Linear) else 0
 
-    def _check_input(self, pixels: torch.Tensor) -> None:
-        if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4:
-            shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
-            raise ValueError(f"expected a 4D image batch (B, C, H, W), got {shape}")
-        if pixels.shape[1] != self.config.in_chans:
-            raise ValueError(
-                f"expected {self.config.in_chans} input channels (in_chans), got {pixels.shape[1]} in "
-                f"shape {tuple(pixels.shape)}; build the model with in_chans={pixels.shape[1]} for such images"
-            )
-        patch = self.config.patch_size
-        if pixels.shape[2] < patch or pixels.shape[3] < patch:
-            raise ValueError(
-                f"image {pixels.shape[2]}x{pixels.shape[3]} is smaller than one patch; "
-                f"height and width must each be at least {patch} pixels"
-            )
-
     def _stage_maps(self, pixels: torch.Tensor, last: int) -> list[torch.Tensor]:
-        self._check_input(pixels)
-        x = self.patch_embed(pixels)
+        x = self.patch_embed(check_pixels(pixels, self.config.in_chans, self.config.patch_size))
         maps = []
         for stage in self.stages[: last + 1]:
             x = stage(x)
