@@ -9,6 +9,8 @@ reset), started from this module. The peers are test extras (``pip install
 swinkit[test]``); they are imported only here.
 
 Run ``python benchmarks/bench_models.py`` (or ``swinkit bench``); ``--help`` for options.
+``--model swinv2_t`` measures Swin V2-T instead, on the CPU or ``--device cuda``
+(:mod:`swinkit.benchmark_v2`).
 """
 
 from __future__ import annotations
@@ -401,7 +403,7 @@ def to_markdown(results: dict[str, object]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Swin-T speed and memory: swinkit against timm, torchvision, transformers."
+        description="Swin-T (or V2-T) speed and memory: swinkit against timm, torchvision, transformers."
     )
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case (default 7)")
     parser.add_argument("--repeats", type=int, default=8, help="images per timed inference call group (default 8)")
@@ -409,7 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     parser.add_argument("--output", default="benchmarks/results", help="folder for the JSON and Markdown results")
-    parser.add_argument("--tag", default="cpu", help="results file name (default cpu)")
+    parser.add_argument(
+        "--tag", help="results file name (default cpu; swinv2_t-cpu or swinv2_t-cuda with --model swinv2_t)"
+    )
+    parser.add_argument(
+        "--model", choices=("swin_t", "swinv2_t"), default="swin_t", help="Swin-T at 224, or Swin V2-T at 256"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: --model swinv2_t only")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     parser.add_argument("--grad-checkpointing", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -417,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.model == "swinv2_t":
+        from swinkit import benchmark_v2
+
+        return benchmark_v2.main(args)
+    if args.device != "cpu":
+        raise ValueError("the Swin-T benchmark measures the CPU; --device cuda is for --model swinv2_t")
+    args.tag = args.tag or "cpu"
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, args.grad_checkpointing)))
         return 0

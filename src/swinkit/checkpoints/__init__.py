@@ -2,7 +2,8 @@
 
 Formats understood (detected from the keys, or named with ``format=``): ``native``
 (swinkit), ``official`` (the Swin repository, and timm before 0.9), ``timm``, ``hf``
-(Hugging Face transformers, legacy and transformers-5 names) and ``torchvision``. Sources: a
+(Hugging Face transformers, legacy and transformers-5 names) and ``torchvision``, each for
+Swin V1 and Swin V2 (told apart by the V2 attention's ``logit_scale``). Sources: a
 file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``), a Hugging Face / timm / swinkit
 directory, a swinkit run directory, or a Hub id. Pickles are read with
 ``torch.load(weights_only=True)``; saving always writes safetensors.

@@ -21,7 +21,6 @@ ALIASES = {
     "timm_old": "official",
     "timm-old": "official",
 }
-_SWIN_V2 = ("cpb_mlp", "logit_scale")
 
 
 def resolve_format(name: str, accepted: Collection[str] = tuple(FORMATS)) -> str:
@@ -35,14 +34,13 @@ def resolve_format(name: str, accepted: Collection[str] = tuple(FORMATS)) -> str
 def detect_format(keys: Collection[str], source: str = "the checkpoint") -> str:
     """The format whose layout ``keys`` follow: ``native``, ``hf``, ``torchvision``, ``official`` or ``timm``.
 
-    The pre-0.9 timm layout is the official one and is reported as ``official``. An unknown
-    layout raises CheckpointError listing sample keys and the formats understood, and Swin V2
-    weights (``cpb_mlp``, ``logit_scale``) one saying that only Swin V1 is implemented.
+    Each layout is told by its places, whatever the Swin version (see
+    :func:`swinkit.checkpoints.layout.swin_version` for that). The pre-0.9 timm layout is the
+    official one and is reported as ``official``. An unknown layout raises CheckpointError
+    listing sample keys and the formats understood.
     """
     keys = set(keys)
     sample = sorted(keys)[:5]
-    if any(part in key for key in keys for part in _SWIN_V2):
-        raise CheckpointError(f"{source} holds Swin V2 weights (keys such as {sample}); swinkit implements Swin V1")
     for name, module in FORMATS.items():
         if module.detect(keys):
             return name

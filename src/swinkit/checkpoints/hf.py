@@ -1,4 +1,5 @@
-"""Hugging Face transformers' layout (``SwinForImageClassification``, ``SwinModel``) and its ``config.json``.
+"""Hugging Face transformers' layouts (``SwinForImageClassification``, ``Swinv2ForImageClassification``
+and their bare models) and their ``config.json``.
 
 Hugging Face splits the fused qkv projection into ``query``/``key``/``value``; they are
 concatenated in that order into swinkit's ``attn.qkv`` and split again on export. Both the
@@ -6,6 +7,12 @@ legacy names of the checkpoints on the Hub and the names transformers 5 uses ins
 (``q_proj``, ``o_proj``, ``relative_position_bias.*``, ``mlp.fc1``) are read; the legacy
 ones are written, since every transformers version reads them. Merging sits at the end of a
 stage (``layers.{0..2}.downsample``). A bare ``SwinModel`` (no ``swin.`` prefix) is read too.
+
+Swin V2 (``model_type`` ``swinv2``) lives under ``swinv2.``: its ``key`` has no bias, so
+``query.bias`` and ``value.bias`` are swinkit's ``attn.q_bias`` and ``attn.v_bias``; the
+position bias MLP is ``continuous_position_bias_mlp``; ``layernorm_before`` is applied after
+the attention (res-post-norm) and is swinkit's ``norm1``. ``pretrained_window_sizes`` travels
+in ``config.json`` (``[0, 0, 0, 0]`` for none).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from collections.abc import Collection, Mapping
 import torch
 
 from swinkit.checkpoints.errors import CheckpointError
-from swinkit.checkpoints.layout import Converted, Layout, rename_from_native, rename_to_native
+from swinkit.checkpoints.layout import Converted, Layout, rename_from_native, rename_to_native, swin_version
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig
 
@@ -52,10 +59,40 @@ LAYOUT = Layout(
     merge="swin.encoder.layers.{stage}.downsample",
     merge_stage=(1, -1),
 )
-_BASE_PREFIX = "swin."
+#: Swin V2: the same places under ``swinv2.``, with V2's attention and the post-norms (``layernorm_before`` = norm1).
+LAYOUT_V2 = Layout(
+    modules=tuple((theirs.replace("swin.", "swinv2.", 1), ours) for theirs, ours in LAYOUT.modules),
+    block="swinv2.encoder.layers.{stage}.blocks.{block}",
+    block_modules=(
+        ("layernorm_before", "norm1"),
+        ("attention.self.query", "attn.q"),
+        ("attention.self.key", "attn.k"),
+        ("attention.self.value", "attn.v"),
+        ("attention.self.logit_scale", "attn.logit_scale"),
+        ("attention.self.continuous_position_bias_mlp", "attn.cpb_mlp"),
+        ("attention.output.dense", "attn.proj"),
+        ("layernorm_after", "norm2"),
+        ("intermediate.dense", "mlp.fc1"),
+        ("output.dense", "mlp.fc2"),
+        # transformers 5 names (its ``swin`` renames applied to Swin V2)
+        ("attention.q_proj", "attn.q"),
+        ("attention.k_proj", "attn.k"),
+        ("attention.v_proj", "attn.v"),
+        ("attention.o_proj", "attn.proj"),
+        ("mlp.fc1", "mlp.fc1"),
+        ("mlp.fc2", "mlp.fc2"),
+    ),
+    merge="swinv2.encoder.layers.{stage}.downsample",
+    merge_stage=(1, -1),
+)
+_BASE_PREFIX = {1: "swin.", 2: "swinv2."}
 _BASE_MODULES = ("embeddings.", "encoder.", "layernorm.")
+_MODEL_TYPES = {"swin": 1, "swinv2": 2}
+_ARCHITECTURES = {1: "SwinForImageClassification", 2: "Swinv2ForImageClassification"}
 _SPLIT = ("q", "k", "v")
 _QUERY = re.compile(r"^(?P<block>.+)\.attn\.q\.(?P<param>weight|bias)$")
+#: Swin V2: ``query.bias`` / ``value.bias`` <-> swinkit's ``q_bias`` / ``v_bias`` (the key has no bias).
+_V2_BIASES = (("attn.q.bias", "attn.q_bias"), ("attn.v.bias", "attn.v_bias"))
 
 #: swinkit config field -> Hugging Face ``SwinConfig`` field.
 CONFIG_FIELDS = (
@@ -83,12 +120,17 @@ def detect(keys: Collection[str]) -> bool:
 
 
 def to_native(state_dict: Mapping[str, torch.Tensor]) -> Converted:
-    """Rename a Hugging Face state dict to swinkit's names, fusing query, key and value into qkv."""
-    prefixed = {
-        (_BASE_PREFIX + key if key.startswith(_BASE_MODULES) else key): value for key, value in state_dict.items()
-    }
-    converted = rename_to_native(prefixed, LAYOUT)
+    """Rename a Hugging Face state dict (Swin V1 or V2) to swinkit's names, fusing query, key and value into qkv."""
+    version = swin_version(state_dict)
+    prefix = _BASE_PREFIX[version]
+    prefixed = {(prefix + key if key.startswith(_BASE_MODULES) else key): value for key, value in state_dict.items()}
+    converted = rename_to_native(prefixed, LAYOUT_V2 if version == 2 else LAYOUT)
     tensors = converted.state_dict
+    if version == 2:
+        for key in list(tensors):
+            for theirs, ours in _V2_BIASES:
+                if key.endswith("." + theirs):
+                    tensors[key.removesuffix(theirs) + ours] = tensors.pop(key)
     for match in filter(None, map(_QUERY.match, list(tensors))):
         block, param = match["block"], match["param"]
         parts = [f"{block}.attn.{name}.{param}" for name in _SPLIT]
@@ -98,22 +140,33 @@ def to_native(state_dict: Mapping[str, torch.Tensor]) -> Converted:
 
 
 def from_native(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a swinkit state dict to Hugging Face's legacy names, splitting qkv into query, key, value."""
+    """Rename a swinkit state dict to Hugging Face's legacy names, splitting qkv into query, key, value.
+
+    Swin V2 weights (detected by their logit scales) get the ``swinv2.`` names, with the q and
+    v biases as ``query.bias`` and ``value.bias``.
+    """
+    version = swin_version(state_dict)
     split: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         block, qkv, param = key.rpartition(".attn.qkv.")
         if not qkv:
-            split[key] = tensor
+            renamed = next((key.removesuffix(ours) + theirs for theirs, ours in _V2_BIASES if key.endswith(ours)), key)
+            split[renamed] = tensor
             continue
         for name, part in zip(_SPLIT, tensor.chunk(3)):
             split[f"{block}.attn.{name}.{param}"] = part.clone()
-    return rename_from_native(split, LAYOUT)
+    return rename_from_native(split, LAYOUT_V2 if version == 2 else LAYOUT)
 
 
 def read_metadata(metadata: Mapping[str, dict]) -> tuple[dict[str, object], Preprocessing | None] | None:
-    """Config fields and preprocessing from a Hugging Face ``config.json`` (and ``preprocessor_config.json``)."""
+    """Config fields and preprocessing from a Hugging Face ``config.json`` (and ``preprocessor_config.json``).
+
+    For Swin V2 the fields include ``window_size`` and ``pretrained_window_sizes`` (all zero: none),
+    which its weights' shapes cannot tell.
+    """
     config = metadata.get("config.json", {})
-    if config.get("model_type") != "swin":
+    version = _MODEL_TYPES.get(config.get("model_type"))
+    if version is None:
         return None
     if config.get("use_absolute_embeddings"):
         raise CheckpointError(
@@ -124,6 +177,8 @@ def read_metadata(metadata: Mapping[str, dict]) -> tuple[dict[str, object], Prep
             f"this Hugging Face Swin uses activation {config['hidden_act']!r}; swinkit implements 'gelu'"
         )
     fields: dict[str, object] = {ours: config[theirs] for ours, theirs in CONFIG_FIELDS if theirs in config}
+    if version == 2:
+        fields["pretrained_window_sizes"] = tuple(config.get("pretrained_window_sizes") or ())  # zeros: none
     id2label = config.get("id2label") or {}
     labels = tuple(str(id2label[index]) for index in sorted(id2label, key=int))
     if labels and labels != tuple(f"LABEL_{index}" for index in range(len(labels))):
@@ -145,12 +200,14 @@ def read_metadata(metadata: Mapping[str, dict]) -> tuple[dict[str, object], Prep
 
 
 def export_config(config: SwinConfig) -> dict[str, object]:
-    """A ``config.json`` that ``transformers.SwinForImageClassification.from_pretrained`` reads."""
+    """A ``config.json`` that ``transformers.SwinForImageClassification.from_pretrained`` reads
+    (``Swinv2ForImageClassification`` for a Swin V2 config, with its ``pretrained_window_sizes``)."""
     data = config.to_dict()
     height, width = config.img_size
+    model_type = next(name for name, version in _MODEL_TYPES.items() if version == config.version)
     exported: dict[str, object] = {
-        "architectures": ["SwinForImageClassification"],
-        "model_type": "swin",
+        "architectures": [_ARCHITECTURES[config.version]],
+        "model_type": model_type,
         **{theirs: data[ours] for ours, theirs in CONFIG_FIELDS},
         "image_size": height if height == width else [height, width],
         "hidden_act": "gelu",
@@ -160,6 +217,8 @@ def export_config(config: SwinConfig) -> dict[str, object]:
         "num_layers": config.num_stages,
         "hidden_size": config.num_features,
     }
+    if config.version == 2:
+        exported["pretrained_window_sizes"] = list(config.pretrained_window_sizes or (0,) * config.num_stages)
     labels = config.labels or tuple(f"LABEL_{index}" for index in range(config.num_classes))
     exported["id2label"] = {str(index): label for index, label in enumerate(labels)}
     exported["label2id"] = {label: index for index, label in enumerate(labels)}

@@ -7,7 +7,10 @@ renames in both directions. Swinkit's own names are::
 
     patch_embed.proj  patch_embed.norm  norm  head
     stages.{s}.blocks.{b}.{norm1, attn.qkv, attn.proj, attn.relative_position_bias_table, norm2, mlp.fc1, mlp.fc2}
+    stages.{s}.blocks.{b}.attn.{q_bias, v_bias, logit_scale, cpb_mlp}   (Swin V2, which has no bias table)
     stages.{s}.downsample.{norm, reduction}     (s >= 1: merging at the start of a stage)
+
+A layout's table covers both versions: a V1 checkpoint simply has none of the V2 names.
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 
 #: Module names inside a swinkit block, which several layouts share verbatim.
 BLOCK_MODULES = ("norm1", "attn.qkv", "attn.proj", "attn.relative_position_bias_table", "norm2", "mlp.fc1", "mlp.fc2")
+#: Swin V2 parameters inside a swinkit block: the q and v biases (the k bias is zero), the
+#: per-head logit scale of the cosine attention and the continuous position bias MLP.
+V2_BLOCK_MODULES = ("attn.q_bias", "attn.v_bias", "attn.logit_scale", "attn.cpb_mlp")
+#: Buffers inside a block that tell the window a checkpoint was saved with (Swin V2 keeps
+#: no bias table, so the window is otherwise not in the shapes); read, never loaded.
+WINDOW_BUFFERS = ("attn.relative_coords_table",)
+#: The parameter every Swin V2 layout has and no V1 layout: the cosine attention's logit scale.
+V2_MARKER = "logit_scale"
 #: Module names inside a patch merging, shared by every layout.
 MERGE_MODULES = (("norm", "norm"), ("reduction", "reduction"))
 #: Buffers some layouts save; they are recomputed, never loaded.
@@ -105,11 +116,21 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 @dataclasses.dataclass
 class Converted:
-    """A state dict renamed to swinkit's names, with the keys that were skipped."""
+    """A state dict renamed to swinkit's names, with the keys that were skipped.
+
+    ``buffers`` holds the ignored buffers the layout can place (``relative_coords_table``,
+    under swinkit's block names): they are never loaded, only read to tell the window.
+    """
 
     state_dict: dict[str, torch.Tensor]
     unmapped: list[str]
     ignored: list[str]
+    buffers: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+def swin_version(keys: Collection[str]) -> int:
+    """2 for Swin V2 weights in any layout (its attention has a per-head ``logit_scale``), else 1."""
+    return 2 if any(key.endswith(V2_MARKER) for key in keys) else 1
 
 
 def is_ignored(key: str) -> bool:
@@ -123,6 +144,9 @@ def rename_to_native(state_dict: Mapping[str, torch.Tensor], layout: Layout | No
     for key, tensor in state_dict.items():
         if is_ignored(key):
             converted.ignored.append(key)
+            native = key if layout is None else layout.to_native(key)
+            if native is not None and native.endswith(WINDOW_BUFFERS):
+                converted.buffers[native] = tensor
             continue
         native = key if layout is None else layout.to_native(key)
         if native is None:

@@ -3,6 +3,8 @@
 Loading adapts a checkpoint the way fine-tuning needs: a head of another size is dropped
 (and re-initialised), bias tables of another window are resized by bicubic interpolation
 (Sec. 3.2, as the official ``load_pretrained`` does), and another input size needs nothing.
+Swin V2 weights need no resize for another window: the model keeps the checkpoint's windows
+as its pretrained windows (V2 Sec. 3.3), as the fine-tuned releases do.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch.nn.functional as F
 from swinkit.checkpoints import io
 from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format, resolve_format
-from swinkit.checkpoints.inference import infer_config
+from swinkit.checkpoints.inference import infer_config, stage_windows
+from swinkit.checkpoints.layout import swin_version
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig, SwinTransformer, get_config
 from swinkit.model import create_model as build_model
@@ -30,6 +33,10 @@ logger = logging.getLogger(__name__)
 Source = str | os.PathLike[str]
 _HEAD = "head."
 _TABLE = "relative_position_bias_table"
+_VERSION_PARTS = {
+    1: "relative position bias tables and a fused qkv bias",
+    2: "cosine attention (logit_scale), a position bias MLP (cpb_mlp) and q/v biases",
+}
 
 
 @dataclasses.dataclass
@@ -37,7 +44,8 @@ class Checkpoint:
     """A checkpoint read into swinkit's names, with what came with it.
 
     ``hints`` are config fields read from a ``config.json`` or ``swinkit.json`` (input size,
-    dropout, labels, ...); ``preprocessing`` is None when the checkpoint does not say.
+    dropout, labels, ...); ``preprocessing`` is None when the checkpoint does not say;
+    ``buffers`` are the stored coordinate tables of V2 weights, read only to tell their windows.
     """
 
     source: str
@@ -47,6 +55,12 @@ class Checkpoint:
     preprocessing: Preprocessing | None
     unmapped: list[str]
     ignored: list[str]
+    buffers: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        """1 for Swin V1 weights, 2 for Swin V2 (told by the V2 attention's logit scales, placed or not)."""
+        return swin_version([*self.state_dict, *self.unmapped])
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -61,7 +75,7 @@ class Checkpoint:
 
     def config(self) -> SwinConfig:
         """The config of the stored model: architecture from the shapes, the rest from the stored config."""
-        return infer_config(self.state_dict, self.hints, self.source)
+        return infer_config(self.state_dict, self.hints, self.source, self.buffers)
 
 
 @dataclasses.dataclass
@@ -102,7 +116,14 @@ def read_checkpoint(source: Source, format: str | None = None) -> Checkpoint:
             hints, preprocessing = found
             break
     return Checkpoint(
-        located.source, name, converted.state_dict, hints, preprocessing, converted.unmapped, converted.ignored
+        located.source,
+        name,
+        converted.state_dict,
+        hints,
+        preprocessing,
+        converted.unmapped,
+        converted.ignored,
+        converted.buffers,
     )
 
 
@@ -142,6 +163,7 @@ def load_checkpoint(
     target = model.state_dict()
     tensors = dict(checkpoint.state_dict)
     report = LoadReport(checkpoint.source, checkpoint.format, ignored=list(checkpoint.ignored))
+    _check_version(checkpoint, model.config.version)
     report.resized = _resize_tables(tensors, target, model.config.window_size)
     _check_shapes(tensors, target, checkpoint.source)
     head = {key: tensors.pop(key) for key in [key for key in tensors if key.startswith(_HEAD)]}
@@ -184,6 +206,29 @@ def load_checkpoint(
     return report
 
 
+def pretrained_windows_for(config: SwinConfig, checkpoint: Checkpoint) -> SwinConfig:
+    """``config`` with the windows of Swin V2 weights it changes the window of, as its pretrained windows.
+
+    The continuous position bias of V2 (Sec. 3.3) normalises coordinates by the window of
+    pre-training; a model fine-tuned at another window keeps it per stage, as the released
+    ``swinv2_*_window12to16_192to256`` models keep (12, 12, 12, 6): the windows the stages of
+    the checkpoint ran with (the last stage's 6x6 map clamps its window). The checkpoint's own
+    pretrained windows, when it has them, are kept instead. A V1 config, one with pretrained
+    windows, one of the checkpoint's window, or one for V2 weights that do not tell their
+    window (no ``config.json`` and no stored coordinate tables) is returned as it is.
+    """
+    tells_window = "window_size" in checkpoint.hints or bool(checkpoint.buffers)
+    if config.version != 2 or checkpoint.version != 2 or config.pretrained_window_sizes or not tells_window:
+        return config
+    source = checkpoint.config()
+    if source.window_size == config.window_size:
+        return config
+    ran = stage_windows(source)
+    pretrained = tuple(own or window for own, window in zip(source.pretrained_window_sizes or (0,) * len(ran), ran))
+    logger.info("window %d of %s becomes pretrained windows %s", source.window_size, checkpoint.source, pretrained)
+    return config.replace(pretrained_window_sizes=pretrained)
+
+
 def _resize_tables(tensors: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], window_size: int) -> list[str]:
     resized = []
     for key, tensor in tensors.items():
@@ -199,6 +244,17 @@ def _resize_tables(tensors: dict[str, torch.Tensor], target: Mapping[str, torch.
     if resized:
         logger.info("resized %d relative position bias tables to window %d", len(resized), window_size)
     return resized
+
+
+def _check_version(checkpoint: Checkpoint, version: int) -> None:
+    if checkpoint.version != version:
+        example = "swinv2_t" if checkpoint.version == 2 else "swin_t"
+        raise CheckpointError(
+            f"{checkpoint.source} holds Swin V{checkpoint.version} weights ({checkpoint.format} layout) but the model "
+            f"is Swin V{version}: the weights have {_VERSION_PARTS[checkpoint.version]}, a V{version} model has "
+            f"{_VERSION_PARTS[version]}. Build a V{checkpoint.version} model (e.g. '{example}'), or leave out the "
+            f"model name to infer it from the checkpoint"
+        )
 
 
 def _check_shapes(tensors: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], source: str) -> None:
@@ -237,8 +293,10 @@ def create_model(
     ``name`` the variant is inferred from the checkpoint (its ``config.json`` or the tensor
     shapes), and the number of classes and labels follow the checkpoint unless overridden.
     ``overrides`` replace config fields: another ``num_classes`` re-initialises the head,
-    another ``window_size`` resizes the bias tables, another ``img_size`` needs nothing.
-    The result carries ``pretrained_cfg`` (preprocessing) and ``load_report``.
+    another ``window_size`` resizes the V1 bias tables, another ``img_size`` needs nothing.
+    A Swin V2 model of another window than its checkpoint's keeps the checkpoint's windows
+    as ``pretrained_window_sizes`` (see :func:`pretrained_windows_for`) unless it has its own
+    or they are overridden. The result carries ``pretrained_cfg`` (preprocessing) and ``load_report``.
     """
     if pretrained is None:
         if name is None:
@@ -248,7 +306,11 @@ def create_model(
         raise ValueError(f"pretrained must be a path or a Hub id (a string), got {type(pretrained).__name__}")
     checkpoint = read_checkpoint(pretrained, format)
     config = get_config(name) if name is not None else checkpoint.config()
+    _check_version(checkpoint, config.version)  # before building a model the weights cannot fit
     changes = {"num_classes": checkpoint.num_classes, "labels": ()} | overrides  # labels follow a loaded head
-    model = SwinTransformer(config.replace(**changes))
+    config = config.replace(**changes)
+    if "pretrained_window_sizes" not in overrides:
+        config = pretrained_windows_for(config, checkpoint)
+    model = SwinTransformer(config)
     load_checkpoint(model, checkpoint, strict=strict)
     return model.to(device) if device is not None else model

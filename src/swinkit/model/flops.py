@@ -5,6 +5,13 @@ window ``M``: the projections cost ``4hwC^2`` (qkv and output), attention ``2M^2
 (``QK^T`` and ``AV``; Eq. 2's second term), the MLP ``8hwC^2`` (ratio 4). As in the
 official code's count, which gives the published figures, each LayerNorm counts one FLOP
 per element; softmax, GELU and additions are not counted.
+
+Swin V2 is counted the same way, plus its continuous position bias: the scaled cosine
+attention counts as Eq. 2's ``2M^2hwC`` (the normalisation of q and k and the
+per-head scale are elementwise, like softmax, and not counted), and each block's bias MLP
+counts its two matrix products on the ``(2M-1)^2`` offsets of the window in use,
+``(2M-1)^2 * (2*512 + 512*heads)``, once per forward pass (it does not depend on the image,
+so it is counted once for one image).
 """
 
 from __future__ import annotations
@@ -12,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from swinkit.model.layers import CPB_HIDDEN
 from swinkit.model.ops import window_layout
 from swinkit.model.registry import get_config
 from swinkit.model.swin import SwinConfig, SwinTransformer, _pair
 
-TERMS = ("embedding", "projections", "attention", "mlp", "merging", "norm", "head")
+TERMS = ("embedding", "projections", "attention", "position_bias", "mlp", "merging", "norm", "head")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +63,15 @@ def attention_flops(height: int, width: int, dim: int, window: int | None) -> in
     return 2 * window_h * window_w * padded * dim
 
 
+def position_bias_flops(height: int, width: int, window: int, heads: int) -> int:
+    """Swin V2's bias MLP on one block's offset grid: ``(2M_h-1)(2M_w-1) * (2*512 + 512*heads)``.
+
+    ``M_h x M_w`` is the window the block uses on an ``height x width`` map.
+    """
+    window_h, window_w, _ = window_layout(height, width, window, 0)
+    return (2 * window_h - 1) * (2 * window_w - 1) * (2 * CPB_HIDDEN + CPB_HIDDEN * heads)
+
+
 def count_flops(
     model_or_name: SwinTransformer | SwinConfig | str, img_size: int | tuple[int, int] | None = None
 ) -> FlopCount:
@@ -80,7 +97,7 @@ def count_flops(
             "norm": height * width * dim,
         }
     }
-    for index, depth in enumerate(config.depths):
+    for index, (depth, heads) in enumerate(zip(config.depths, config.num_heads)):
         terms = dict.fromkeys(("projections", "attention", "mlp", "merging", "norm"), 0)
         if index > 0:
             terms["norm"] += height * width * dim
@@ -91,6 +108,8 @@ def count_flops(
         terms["attention"] = depth * attention_flops(height, width, dim, config.window_size)
         terms["mlp"] = depth * 2 * height * width * dim * int(dim * config.mlp_ratio)
         terms["norm"] += depth * 2 * height * width * dim
+        if config.version == 2:
+            terms["position_bias"] = depth * position_bias_flops(height, width, config.window_size, heads)
         by_stage[f"stage{index + 1}"] = terms
     by_stage["head"] = {"norm": height * width * dim, "head": dim * config.num_classes}
     return FlopCount(img_size=(image_h, image_w), by_stage=by_stage)

@@ -256,23 +256,47 @@ def reverse_windows(windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor
     return x.view(-1, layout.height, layout.width, channels)
 
 
-#: Evaluation-time cache of :func:`attention_bias`: ``id(table) -> (weak reference, entries)``.
+#: Evaluation-time cache of the folded attention bias (:func:`attention_bias`, and V2's
+#: continuous position bias): ``id(parameter) -> (weak reference, {key: (stamp, bias)})``.
 _BIAS_CACHE: dict[int, tuple[weakref.ref, dict[tuple, tuple]]] = {}
 
 
-def _bias_entries(table: torch.Tensor) -> dict[tuple, tuple]:
-    """The cache entries of one bias table; they are dropped when the table is freed."""
-    held = _BIAS_CACHE.get(id(table))
-    if held is None or held[0]() is not table:
-        key = id(table)
+def _bias_entries(owner: torch.Tensor) -> dict[tuple, tuple]:
+    """The cache entries kept for one parameter tensor; they are dropped when it is freed."""
+    held = _BIAS_CACHE.get(id(owner))
+    if held is None or held[0]() is not owner:
+        key = id(owner)
 
         def forget(ref: weakref.ref) -> None:
             if _BIAS_CACHE.get(key, (None,))[0] is ref:
                 del _BIAS_CACHE[key]
 
-        held = (weakref.ref(table, forget), {})
+        held = (weakref.ref(owner, forget), {})
         _BIAS_CACHE[key] = held
     return held[1]
+
+
+def parameter_stamp(*parameters: torch.Tensor) -> tuple:
+    """What identifies the values of these tensors for a cache: version counter, storage, dtype, device.
+
+    An in-place change (optimiser step, ``load_state_dict``, ``copy_``) bumps the version; a
+    ``.to()`` changes the storage or dtype.
+    """
+    return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in parameters)
+
+
+def cached_bias(owner: torch.Tensor, key: tuple, stamp: tuple) -> torch.Tensor | None:
+    """The additive attention bias stored for ``owner`` under ``key`` if its ``stamp`` still holds, else None."""
+    hit = _bias_entries(owner).get(key)
+    return hit[1] if hit is not None and hit[0] == stamp else None
+
+
+def store_bias(owner: torch.Tensor, key: tuple, stamp: tuple, bias: torch.Tensor) -> None:
+    """Keep ``bias`` for ``owner`` under ``key`` with its ``stamp`` (at most 8 layouts per owner)."""
+    entries = _bias_entries(owner)
+    if len(entries) >= 8:
+        entries.clear()
+    entries[key] = (stamp, bias)
 
 
 @torch.fx.wrap
@@ -289,21 +313,25 @@ def attention_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -
     use_cache = not (torch.is_grad_enabled() and table.requires_grad) and not tracing()
     key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shift, table_side)
     if use_cache:
-        stamp = (table._version, table.data_ptr(), table.dtype, table.device)
-        entries = _bias_entries(table)
-        hit = entries.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+        stamp = parameter_stamp(table)
+        hit = cached_bias(table, key, stamp)
+        if hit is not None:
+            return hit
+        # A normal tensor even under inference_mode, so that a later pass recording gradients can use it.
+        with torch.inference_mode(False), torch.no_grad():
+            additive = _table_bias(table, layout, table_side)
+        store_bias(table, key, stamp, additive)
+        return additive
+    return _table_bias(table, layout, table_side)
+
+
+def _table_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -> torch.Tensor:
+    """:func:`attention_bias` without the cache."""
     bias = relative_position_bias(table, layout.window_h, layout.window_w, table_side)
     mask = None
     if layout.shift:
         mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, table.device)
-    additive = fold_attention_bias(bias, mask)
-    if use_cache:
-        if len(entries) >= 8:
-            entries.clear()
-        entries[key] = (stamp, additive)
-    return additive
+    return fold_attention_bias(bias, mask)
 
 
 @torch.fx.wrap
@@ -318,19 +346,27 @@ def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.
     return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
 
-def _logits(q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
-    """``Q K^T / sqrt(d) + B [+ mask]`` of Eq. 4 with ``additive`` from :func:`fold_attention_bias`."""
-    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+def _logits(q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """``Q K^T / sqrt(d) + B [+ mask]`` of Eq. 4 with ``additive`` from :func:`fold_attention_bias`.
+
+    ``scale`` replaces ``1/sqrt(d)`` when given (1.0 for V2's cosine attention, whose
+    queries carry their own scale).
+    """
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    logits = (q if scale == 1.0 else q * scale) @ k.transpose(-2, -1)
     return (logits.view(-1, *additive.shape) + additive.to(logits.dtype)).view(logits.shape)
 
 
-def window_attention_probs(q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
+def window_attention_probs(
+    q: torch.Tensor, k: torch.Tensor, additive: torch.Tensor, scale: float | None = None
+) -> torch.Tensor:
     """The attention weights of Eq. 4, ``SoftMax(Q K^T / sqrt(d) + B [+ mask])``, for inspection.
 
-    ``q``, ``k``: ``(B*nW, heads, N, d)``; ``additive`` as for :func:`window_attention`.
-    Returns ``(B*nW, heads, N, N)`` whose rows sum to 1.
+    ``q``, ``k``: ``(B*nW, heads, N, d)``; ``additive`` and ``scale`` as for
+    :func:`window_attention`. Returns ``(B*nW, heads, N, N)`` whose rows sum to 1.
     """
-    return _logits(q, k, additive).softmax(dim=-1)
+    return _logits(q, k, additive, scale).softmax(dim=-1)
 
 
 def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -345,20 +381,25 @@ def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.
 
 @torch.fx.wrap
 def window_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive: torch.Tensor, attn_drop: float = 0.0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    additive: torch.Tensor,
+    attn_drop: float = 0.0,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """Multi-head self-attention inside each window with relative position bias (Eq. 4).
 
     ``Attention(Q, K, V) = SoftMax(Q K^T / sqrt(d) + B [+ mask]) V`` with
     ``scaled_dot_product_attention``, heads merged back. ``q, k, v``: ``(B*nW, heads, N, d)``
     (windows of one image consecutive); ``additive``: ``B [+ mask]`` from
-    :func:`fold_attention_bias`, ``(1 or nW, heads, N, N)``. Returns ``(B*nW, N, heads*d)``,
-    the input of the block's output projection.
+    :func:`fold_attention_bias`, ``(1 or nW, heads, N, N)``; ``scale`` replaces ``1/sqrt(d)``
+    when given. Returns ``(B*nW, N, heads*d)``, the input of the block's output projection.
     """
     batch_windows, heads, n, head_dim = q.shape
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and attn_drop == 0.0:
         # In 16-bit on CPUs, batched matmuls and softmax beat the fused kernel with a mask.
-        logits = _logits(q, k, additive)
+        logits = _logits(q, k, additive, scale)
         # Softmax in the 16-bit type itself (the CPU kernel accumulates in fp32): autocast
         # would otherwise cast the logits to fp32 and the weights back, two copies each.
         with torch.autocast(q.device.type, enabled=False):
@@ -368,10 +409,140 @@ def window_attention(
         if additive.shape[0] > 1:
             # One copy of the masks per image: the fused CPU kernel takes 4-D masks only.
             additive = additive.repeat(batch_windows // additive.shape[0], 1, 1, 1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop, scale=scale
+        )
     # contiguous() is free after the fused kernel (its output already is) and keeps the ONNX
     # exporter's decomposition from viewing a strided tensor.
     return out.transpose(1, 2).contiguous().view(batch_windows, n, heads * head_dim)
+
+
+# Swin V2 (Liu et al., "Swin Transformer V2: Scaling Up Capacity and Resolution", CVPR 2022).
+# The window mechanics above are shared; these are the parts V2 swaps in.
+
+#: Upper clamp of V2's learned per-head logit scale: ``exp(scale) <= 100``, i.e. the
+#: temperature ``tau`` of Sec. 3.2 stays above 0.01.
+LOGIT_SCALE_MAX = math.log(100.0)
+#: V2's continuous position bias is ``16 * sigmoid(G(dx, dy))`` (official code), so it lies in (0, 16).
+POSITION_BIAS_RANGE = 16.0
+#: The log-spaced coordinates map a normalised offset in [-1, 1] to [-8, 8] before the log (official code).
+COORDINATE_RANGE = 8.0
+
+
+def qv_bias(q_bias: torch.Tensor, v_bias: torch.Tensor) -> torch.Tensor:
+    """V2's bias of the fused qkv projection: learned for q and v, zero for k (official code).
+
+    ``(C,), (C,) -> (3C,)``, added to the output of the bias-free ``qkv`` layer.
+    """
+    return torch.cat((q_bias, torch.zeros_like(v_bias), v_bias))
+
+
+@functools.lru_cache(maxsize=128)
+def log_spaced_coordinates(
+    window_h: int, window_w: int, pretrained_window: int = 0, device: torch.device = torch.device("cpu")
+) -> torch.Tensor:
+    """The log-spaced relative coordinates of V2's continuous position bias (Sec. 3.3).
+
+    Every offset ``(dy, dx)`` of two tokens in a ``window_h x window_w`` window, row-major
+    over ``dy in [-(window_h-1), window_h-1]`` and ``dx in [-(window_w-1), window_w-1]``, is
+    divided by ``pretrained_window - 1`` when a pretrained window is given (so a larger window
+    reuses the pretrained bias function and extrapolates beyond it), else by ``window - 1``
+    per side, scaled to [-8, 8], then mapped to ``sign(x) * log2(1 + |x|) / log2(8)`` (the
+    paper's ``sign(x) log(1 + |x|)``, normalised). Returns ``((2*window_h-1)*(2*window_w-1), 2)``
+    float32, (dy, dx) per row. Cached per size and device (read-only).
+    """
+    with torch.inference_mode(False):
+        grid = []
+        for side in (window_h, window_w):
+            norm = pretrained_window - 1 if pretrained_window > 0 else side - 1
+            grid.append(torch.arange(-(side - 1), side, dtype=torch.float32) / max(norm, 1))
+        coords = torch.stack(torch.meshgrid(*grid, indexing="ij"), dim=-1).view(-1, 2) * COORDINATE_RANGE
+        coords = torch.sign(coords) * torch.log2(coords.abs() + 1.0) / math.log2(COORDINATE_RANGE)
+        return coords.to(device)
+
+
+@functools.lru_cache(maxsize=128)
+def relative_offset_index(window_h: int, window_w: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Index of every token pair of a window into the offset grid of :func:`log_spaced_coordinates`.
+
+    Returns ``(N, N)`` int64, ``N = window_h*window_w``: for tokens at ``(i1, j1)`` and
+    ``(i2, j2)`` the entry is ``(i1-i2 + window_h-1) * (2*window_w-1) + (j1-j2 + window_w-1)``.
+    Cached per size and device (read-only).
+    """
+    with torch.inference_mode(False):
+        coords = torch.stack(torch.meshgrid(torch.arange(window_h), torch.arange(window_w), indexing="ij")).flatten(1)
+        relative = coords[:, :, None] - coords[:, None, :]
+        return ((relative[0] + window_h - 1) * (2 * window_w - 1) + relative[1] + window_w - 1).to(device)
+
+
+@torch.fx.wrap
+def position_coordinates(layout: WindowLayout, pretrained_window: int, like: torch.Tensor) -> torch.Tensor:
+    """:func:`log_spaced_coordinates` for the window ``layout`` uses, in ``like``'s dtype and device.
+
+    The input of the bias MLP: ``((2*window_h-1)*(2*window_w-1), 2)``.
+    """
+    coords = cached(log_spaced_coordinates, layout.window_h, layout.window_w, pretrained_window, like.device)
+    return coords.to(like.dtype)
+
+
+@torch.fx.wrap
+def continuous_position_bias(table: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """V2's continuous relative position bias (Sec. 3.3) for ``layout``, plus the shift mask, as one tensor.
+
+    ``table``: ``((2*window_h-1)*(2*window_w-1), heads)``, the bias MLP ``G`` evaluated on
+    :func:`position_coordinates`. The bias is ``16 * sigmoid(G(dx, dy))`` gathered per token
+    pair; returns what :func:`fold_attention_bias` returns, ``(1 or nW, heads, N, N)``.
+    """
+    bias = POSITION_BIAS_RANGE * torch.sigmoid(table)
+    index = cached(relative_offset_index, layout.window_h, layout.window_w, table.device)
+    n = layout.tokens
+    bias = bias[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+    mask = None
+    if layout.shift:
+        mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, table.device)
+    return fold_attention_bias(bias, mask)
+
+
+def cosine_queries_keys(
+    q: torch.Tensor, k: torch.Tensor, logit_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys whose dot product is V2's scaled cosine similarity (Sec. 3.2).
+
+    ``Sim(q, k) = cos(q, k) / tau``: q and k are L2-normalised over the head dimension and
+    q is multiplied by ``1/tau = exp(min(logit_scale, log 100))`` of its head, so that
+    ``q' k'^T`` is the similarity. ``q, k``: ``(B*nW, heads, N, d)``; ``logit_scale``:
+    ``(heads, 1, 1)``. Returns the two tensors in the same shapes.
+    """
+    scale = torch.clamp(logit_scale, max=LOGIT_SCALE_MAX).exp()
+    return F.normalize(q, dim=-1) * scale.to(q.dtype), F.normalize(k, dim=-1)
+
+
+@torch.fx.wrap
+def scaled_cosine_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    logit_scale: torch.Tensor,
+    additive: torch.Tensor,
+    attn_drop: float = 0.0,
+) -> torch.Tensor:
+    """V2's window attention: ``SoftMax(cos(Q, K) / tau + B [+ mask]) V`` (Sec. 3.2, Eq. 2).
+
+    Replaces Eq. 4's ``Q K^T / sqrt(d)`` by the scaled cosine similarity of
+    :func:`cosine_queries_keys`; ``B [+ mask]`` is ``additive`` from
+    :func:`continuous_position_bias`. Same shapes and kernel as :func:`window_attention`:
+    ``(B*nW, heads, N, d) -> (B*nW, N, heads*d)``.
+    """
+    q, k = cosine_queries_keys(q, k, logit_scale)
+    return window_attention(q, k, v, additive, attn_drop, scale=1.0)
+
+
+def scaled_cosine_attention_probs(
+    q: torch.Tensor, k: torch.Tensor, logit_scale: torch.Tensor, additive: torch.Tensor
+) -> torch.Tensor:
+    """The attention weights of :func:`scaled_cosine_attention`, ``(B*nW, heads, N, N)``, for inspection."""
+    q, k = cosine_queries_keys(q, k, logit_scale)
+    return window_attention_probs(q, k, additive, scale=1.0)
 
 
 class _GeluLinear(torch.autograd.Function):

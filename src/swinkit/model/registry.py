@@ -1,4 +1,4 @@
-"""Named Swin variants as data, and the functions that build them."""
+"""Named Swin and Swin V2 variants as data, and the functions that build them."""
 
 from __future__ import annotations
 
@@ -33,6 +33,52 @@ def _build_variants() -> tuple[dict[str, SwinConfig], dict[str, str]]:
 
 
 _VARIANTS, _ALIASES = _build_variants()
+
+#: Swin V2 releases (official configs): (canonical suffix, input size, window, pretrained windows,
+#: classes, drop path, timm name suffix, deprecated timm name suffix).
+_V2_RELEASES: Mapping[str, tuple[tuple[str, int, int, tuple[int, ...], int, float | None, str, str], ...]] = {
+    "t": (("", 256, 8, (), 1000, None, "window8_256", ""), ("_w16", 256, 16, (), 1000, None, "window16_256", "")),
+    "s": (("", 256, 8, (), 1000, None, "window8_256", ""), ("_w16", 256, 16, (), 1000, None, "window16_256", "")),
+    "b": (
+        ("", 256, 8, (), 1000, None, "window8_256", ""),
+        ("_w16", 256, 16, (), 1000, None, "window16_256", ""),
+        ("_192", 192, 12, (), 21841, 0.2, "window12_192", "window12_192_22k"),
+        ("_192to256", 256, 16, (12, 12, 12, 6), 1000, 0.2, "window12to16_192to256", "window12to16_192to256_22kft1k"),
+        ("_192to384", 384, 24, (12, 12, 12, 6), 1000, 0.2, "window12to24_192to384", "window12to24_192to384_22kft1k"),
+    ),
+    "l": (
+        ("_192", 192, 12, (), 21841, 0.2, "window12_192", "window12_192_22k"),
+        ("_192to256", 256, 16, (12, 12, 12, 6), 1000, 0.2, "window12to16_192to256", "window12to16_192to256_22kft1k"),
+        ("_192to384", 384, 24, (12, 12, 12, 6), 1000, 0.2, "window12to24_192to384", "window12to24_192to384_22kft1k"),
+    ),
+}
+
+
+def _build_v2_variants() -> tuple[dict[str, SwinConfig], dict[str, str]]:
+    """Swin V2: the same sizes as V1 with V2 blocks; names ``swinv2_{t,s,b,l}[suffix]``, timm's as aliases."""
+    variants: dict[str, SwinConfig] = {}
+    aliases: dict[str, str] = {}
+    for size, releases in _V2_RELEASES.items():
+        for suffix, img_size, window, pretrained, classes, drop_path, timm_suffix, deprecated in releases:
+            name = f"swinv2_{size}{suffix}"
+            fields = dict(_SIZES[size]) | ({"drop_path_rate": drop_path} if drop_path is not None else {})
+            variants[name] = SwinConfig(
+                img_size=img_size,
+                window_size=window,
+                num_classes=classes,
+                version=2,
+                pretrained_window_sizes=pretrained,
+                **fields,  # type: ignore[arg-type]
+            )
+            aliases[f"swinv2_{_LONG_NAMES[size]}_{timm_suffix}"] = name
+            if deprecated:
+                aliases[f"swinv2_{_LONG_NAMES[size]}_{deprecated}"] = name
+    return variants, aliases
+
+
+_V2_VARIANTS, _V2_ALIASES = _build_v2_variants()
+_VARIANTS.update(_V2_VARIANTS)
+_ALIASES.update(_V2_ALIASES)
 
 #: The registered variants by canonical name (read-only).
 VARIANTS: Mapping[str, SwinConfig] = MappingProxyType(_VARIANTS)

@@ -1,4 +1,4 @@
-"""The Swin Transformer (Liu et al., ICCV 2021): its configuration and the full model."""
+"""The Swin Transformer (Liu et al., ICCV 2021) and Swin V2 (CVPR 2022): configuration and the full model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from swinkit.model.layers import PatchEmbed, SwinStage
+from swinkit.model.layers import PatchEmbed, SwinBlock, SwinStage
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -28,6 +28,12 @@ class SwinConfig:
     ``img_size`` is the size the model is meant for (pretraining resolution, FLOPs); the
     model accepts any size of at least one patch at run time. ``labels`` optionally names
     the classes, one per class, so that they travel with the weights.
+
+    ``version`` 2 builds Swin V2 (scaled cosine attention, continuous position bias,
+    res-post-norm, q/v bias, merging with the norm after the reduction).
+    ``pretrained_window_sizes`` (V2 only) gives, per stage, the window the model was
+    pretrained with, by which the position coordinates are normalised; empty (or 0 for a
+    stage) means the window in use.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -45,12 +51,16 @@ class SwinConfig:
     drop_path_rate: float = 0.1
     layer_norm_eps: float = 1e-5
     labels: tuple[str, ...] = ()
+    version: int = 1
+    pretrained_window_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
+        windows = tuple(int(w) for w in self.pretrained_window_sizes)
+        object.__setattr__(self, "pretrained_window_sizes", windows if any(windows) else ())
         self.validate()
 
     def validate(self) -> None:
@@ -84,6 +94,23 @@ class SwinConfig:
         for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.version not in (1, 2):
+            raise ValueError(f"version must be 1 (Swin) or 2 (Swin V2), got {self.version!r}")
+        if self.pretrained_window_sizes:
+            if self.version != 2:
+                raise ValueError(
+                    f"pretrained_window_sizes {self.pretrained_window_sizes} apply to Swin V2 only (version=2); "
+                    f"a version 1 model takes none"
+                )
+            if len(self.pretrained_window_sizes) != self.num_stages or min(self.pretrained_window_sizes) < 0:
+                raise ValueError(
+                    f"pretrained_window_sizes needs one non-negative window per stage ({self.num_stages} stages, "
+                    f"0 = the window in use), got {self.pretrained_window_sizes}"
+                )
+
+    def pretrained_window(self, stage: int) -> int:
+        """The pretrained window of ``stage`` that V2 normalises its coordinates by (0 = none)."""
+        return self.pretrained_window_sizes[stage] if self.pretrained_window_sizes else 0
 
     @property
     def num_stages(self) -> int:
@@ -122,7 +149,7 @@ class SwinConfig:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
         data = dataclasses.asdict(self)
-        for key in ("img_size", "depths", "num_heads", "labels"):
+        for key in ("img_size", "depths", "num_heads", "labels", "pretrained_window_sizes"):
             data[key] = list(data[key])
         return data
 
@@ -151,10 +178,11 @@ def check_pixels(pixels: torch.Tensor, in_chans: int, patch: int) -> torch.Tenso
 
 
 class SwinTransformer(nn.Module):
-    """Swin Transformer V1: patch embedding, four stages of Swin blocks with patch merging, head.
+    """Swin Transformer: patch embedding, four stages of Swin blocks with patch merging, head.
 
-    ``forward``: ``(B, in_chans, H, W) -> (B, num_classes)`` logits (or pooled features when
-    ``num_classes`` is 0). Any ``H, W`` of at least one patch is accepted.
+    ``config.version`` picks Swin V1 or Swin V2 blocks, attention and merging; the rest is
+    shared. ``forward``: ``(B, in_chans, H, W) -> (B, num_classes)`` logits (or pooled
+    features when ``num_classes`` is 0). Any ``H, W`` of at least one patch is accepted.
     """
 
     def __init__(self, config: SwinConfig) -> None:
@@ -181,6 +209,8 @@ class SwinTransformer(nn.Module):
                     attn_drop=config.attn_drop_rate,
                     drop_path=rates[first : first + depth],
                     eps=config.layer_norm_eps,
+                    version=config.version,
+                    pretrained_window=config.pretrained_window(index),
                 )
             )
         self.stages = nn.ModuleList(stages)
@@ -191,6 +221,11 @@ class SwinTransformer(nn.Module):
         for module in self.modules():
             if hasattr(module, "relative_position_bias_table"):
                 nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+            if isinstance(module, SwinBlock) and module.post_norm:
+                # As the official V2 code and timm: each residual branch starts at zero.
+                for norm in (module.norm1, module.norm2):
+                    nn.init.zeros_(norm.weight)
+                    nn.init.zeros_(norm.bias)
 
     def _make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()

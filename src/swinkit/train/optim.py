@@ -1,6 +1,7 @@
 """The optimiser and the learning-rate schedule of the recipe.
 
-AdamW with no weight decay on norms, biases and the relative position bias tables,
+AdamW with no weight decay on norms, biases and the relative position bias tables (for
+Swin V2: the continuous position bias MLP and the logit scales, as the official V2 code),
 optional layer-wise learning-rate decay, and a linear warm-up followed by a cosine decay,
 stepped once per optimiser step.
 """
@@ -17,9 +18,14 @@ from swinkit.model import SwinTransformer
 WARMUP_START = 1e-3
 
 
+#: Parameter names exempt from weight decay whatever their shape: V1's bias tables, and V2's
+#: bias MLP and logit scales (the official code's ``no_weight_decay_keywords``).
+NO_DECAY_KEYWORDS = ("relative_position_bias_table", "cpb_mlp", "logit_scale")
+
+
 def no_weight_decay(name: str, parameter: nn.Parameter) -> bool:
-    """True for the parameters the recipe exempts from weight decay: norms, biases, bias tables."""
-    return parameter.ndim <= 1 or name.endswith(".bias") or "relative_position_bias_table" in name
+    """True for the parameters the recipe exempts from weight decay: norms, biases, position bias parameters."""
+    return parameter.ndim <= 1 or name.endswith(".bias") or any(word in name for word in NO_DECAY_KEYWORDS)
 
 
 def layer_id(name: str, model: SwinTransformer) -> int:

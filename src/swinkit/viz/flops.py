@@ -42,7 +42,7 @@ class StageCost:
     ``4hwC^2``, ``window_attention`` Eq. 2's ``2M^2hwC`` (on the map padded to whole
     windows, as the model pads it), ``global_attention`` Eq. 1's ``2(hw)^2C``. ``other`` is
     everything else the model computes there (MLP, patch merging, LayerNorms, embedding,
-    head), taken from :func:`~swinkit.model.flops.count_flops`.
+    head, and Swin V2's position bias MLP), taken from :func:`~swinkit.model.flops.count_flops`.
     """
 
     name: str
