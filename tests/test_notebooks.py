@@ -92,8 +92,9 @@ def test_swin_explained_runs(kernel_path: Path, tmp_path: Path, monkeypatch: pyt
     assert "stage 4: (1, 768, 7, 7)   stride 32" in text
     assert "windows: 4 regular, 9 displaced" in text
     assert f"{swinkit.count_flops('swin_t').total:,} FLOPs (= count_flops)" in text
-    # Patches, relative position bias, the window figure, the cost plot, the attention maps: inline PNGs.
-    assert len(images) == 5 and all(image.startswith(b"\x89PNG") for image in images)
+    assert "Swin V2-T: 28,347,154 parameters" in text
+    # Patches, windows, relative position bias, cost plot, attention maps, V2's coordinates: inline PNGs.
+    assert len(images) == 6 and all(image.startswith(b"\x89PNG") for image in images)
     assert list(tmp_path.iterdir()) == []  # its training run went to a temporary folder
 
 
