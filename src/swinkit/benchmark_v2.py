@@ -5,7 +5,7 @@ V1 benchmark: every model holds the same weights (swinkit's, off their initial v
 into each peer's layout by swinkit's converters, or by the one reshape torchvision needs),
 gives the same logits before anything is timed, and timed runs are interleaved (each round
 times every model once, order rotating; medians reported with the ratio to the fastest peer).
-Cases: fp32 inference at batch 1 and 8, an fp32 training step (AdamW) at batch 8, and with
+Cases: fp32 inference at batch 1 and ``--batch`` (8 on a CPU, 64 on a GPU), an fp32 training step (AdamW) at that batch, and with
 ``--bf16`` the same under bf16 autocast; ``--compile`` adds torch.compile inference.
 Memory of a training step: on a CPU the peak resident memory of a fresh process per model
 (as the V1 benchmark), on a GPU the peak allocated memory. Nothing is downloaded: all weights
@@ -235,13 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     print(f"matrix multiply on {device}: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s")
     cases: list[tuple[str, int, str, torch.dtype | None]] = [
         ("inference fp32", 1, "inference", None),
-        ("inference fp32", 8, "inference", None),
-        ("training step fp32", 8, "training", None),
+        ("inference fp32", args.batch, "inference", None),
+        ("training step fp32", args.batch, "training", None),
     ]
     if args.bf16:
         cases += [
-            ("inference bf16", 8, "inference", torch.bfloat16),
-            ("training step bf16", 8, "training", torch.bfloat16),
+            ("inference bf16", args.batch, "inference", torch.bfloat16),
+            ("training step bf16", args.batch, "training", torch.bfloat16),
         ]
     rows: list[Row] = []
     for label, batch_size, kind, dtype in cases:

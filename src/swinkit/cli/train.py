@@ -60,6 +60,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     model.add_argument("--freeze-backbone", action="store_true", help="train the head only (linear probe)")
 
+    lora = parser.add_argument_group("LoRA (parameter-efficient fine-tuning; needs pip install 'swinkit[peft]')")
+    lora.add_argument(
+        "--lora",
+        type=int,
+        metavar="R",
+        help="train rank-R LoRA adapters on the blocks' layers and the head, nothing else",
+    )
+    lora.add_argument("--lora-alpha", type=float, help="adapter scale alpha (the update is alpha/R B A; default R)")
+    lora.add_argument("--lora-dropout", type=float, help="dropout on the adapters' input (default 0)")
+    lora.add_argument(
+        "--lora-targets", metavar="NAMES", help="comma-separated block layers to adapt (default qkv,proj,fc1,fc2)"
+    )
+
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int)
     optim.add_argument("--batch-size", type=int, help="images per step per process")

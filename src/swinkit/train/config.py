@@ -106,6 +106,9 @@ class TrainConfig:
 
     ``lr`` is the peak learning rate at ``lr_base_batch`` (0: not scaled); the effective
     rate is ``lr * global_batch / lr_base_batch``, the linear scaling rule of the paper.
+    ``lora`` > 0 fine-tunes LoRA adapters of that rank (see :mod:`swinkit.train.lora`) on
+    the ``lora_targets`` layers of every block, scaled by ``lora_alpha / lora`` (alpha
+    defaults to the rank), plus the head; 0 trains every parameter.
     """
 
     data: str | None = None
@@ -150,6 +153,10 @@ class TrainConfig:
     skip_bad_images: bool = False
     quiet: bool = False
     device: str | None = None
+    lora: int = 0
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.0
+    lora_targets: str = "qkv,proj,fc1,fc2"
 
     @property
     def recipe_name(self) -> str:
@@ -195,6 +202,12 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.lora < 0:
+            raise ValueError(f"lora (the adapter rank) must be >= 0 (0: no adapters), got {self.lora}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lora and (self.ema or self.freeze_backbone):
+            raise ValueError("lora trains adapters and the head; it does not combine with ema or freeze_backbone")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""

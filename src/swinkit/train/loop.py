@@ -41,6 +41,7 @@ from swinkit.preprocessing import Preprocessing
 from swinkit.train import plots
 from swinkit.train.config import TrainConfig
 from swinkit.train.distributed import Distributed, setup, teardown
+from swinkit.train.lora import LoraAdapters
 from swinkit.train.metrics import Evaluation, autocast, evaluate, topk_correct
 from swinkit.train.optim import build_optimizer, build_scheduler
 from swinkit.train.rundir import RunDirectory
@@ -197,6 +198,12 @@ class _Trainer:
         if config.freeze_backbone:
             for name, parameter in self.model.named_parameters():
                 parameter.requires_grad_(name.startswith("head."))
+        self.lora = None
+        if config.lora:
+            self.lora = LoraAdapters(
+                self.model, config.lora, config.lora_alpha, config.lora_dropout, config.lora_targets, config.pretrained
+            )
+            self.printer.line(self.lora.summary())
 
         augment = AugmentConfig(
             scale=tuple(config.scale),
@@ -443,7 +450,10 @@ class _Trainer:
         }
 
         def export(folder: Path) -> None:
-            swinkit.save_pretrained(self.eval_model, folder, format="native", preprocessing=self.preprocessing)
+            if self.lora is not None:
+                self.lora.save(folder, self.preprocessing)
+            else:
+                swinkit.save_pretrained(self.eval_model, folder, format="native", preprocessing=self.preprocessing)
 
         # Metrics first: a kill between the two leaves rows past the last checkpoint, which
         # resume drops, never a checkpoint without its row.

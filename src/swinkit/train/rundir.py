@@ -6,6 +6,7 @@ Layout::
     RUN/metrics.csv            one row per epoch
     RUN/checkpoints/epoch-NNNN/  model.safetensors + swinkit.json (loadable export)
                                  + training_state.pt (everything to resume)
+                                 + adapter/ (LoRA runs: the PEFT adapter)
     RUN/last -> checkpoints/epoch-NNNN   (symbolic links, swapped atomically)
     RUN/best -> checkpoints/epoch-MMMM
 
@@ -102,9 +103,12 @@ class RunDirectory:
         try:
             export(tmp)
             torch.save(dict(state), tmp / STATE_FILE)
-            for file in tmp.iterdir():
-                with open(file, "rb") as handle:
-                    os.fsync(handle.fileno())
+            for entry in sorted(tmp.rglob("*"), reverse=True):  # files before the folders holding them
+                if entry.is_dir():
+                    fsync_directory(entry)
+                else:
+                    with open(entry, "rb") as handle:
+                        os.fsync(handle.fileno())
             fsync_directory(tmp)
             if final.exists():
                 # Left by a run killed before its link switched: nothing points at it.
