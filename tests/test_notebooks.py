@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -102,14 +103,18 @@ def test_finetune_runs(kernel_path: Path, tmp_path: Path, monkeypatch: pytest.Mo
     notebook = run_notebook("finetune", kernel_path, tmp_path, monkeypatch)
     text, images = outputs(notebook)
     work = tmp_path / "finetune_work"
-    assert sorted(path.name for path in (work / "runs").iterdir()) == ["full", "pretrain"]
-    assert (work / "runs" / "full" / "metrics.csv").read_text().count("\n") == 1 + 6
+    assert sorted(path.name for path in (work / "runs").iterdir()) == ["full", "lora", "pretrain"]
+    for run in ("full", "lora"):
+        assert (work / "runs" / run / "metrics.csv").read_text().count("\n") == 1 + 6
+    assert (work / "runs" / "lora" / "best" / "adapter" / "adapter_model.safetensors").is_file()
     assert sorted(path.name for path in (work / "export" / "hf").iterdir()) == [
         "config.json",
         "model.safetensors",
         "preprocessor_config.json",
     ]
     assert "dropped: ['head.bias', 'head.weight']" in text
-    assert "test: 216 images" in text
+    assert "LoRA rank 8, alpha 16 on 16 layers" in text
+    for run in ("full fine-tuning", "LoRA r8"):
+        assert re.search(rf"^{run} +216 ", text, re.MULTILINE), f"no evaluation line for {run} on the 216 test images"
     # Samples, augmented views, curves, confusion matrix, predictions, attention maps.
     assert len(images) == 6 and all(image.startswith(b"\x89PNG") for image in images)
