@@ -38,3 +38,14 @@ def test_bad_flags_exit_with_usage(capsys):
         main(["no-such-command"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bench_passes_its_own_options_on_and_other_commands_refuse_unknown_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "--device" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

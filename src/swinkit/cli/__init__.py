@@ -32,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (argparse exits with 2 on bad flags)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        # The benchmark has its own options (--help among them): they are passed on as they came.
+        args.options = unknown + list(args.options)
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:

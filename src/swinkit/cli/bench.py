@@ -9,9 +9,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark against timm, torchvision, transformers", description=__doc__, add_help=False
     )
-    parser.add_argument(
-        "options", nargs=argparse.REMAINDER, help="options of the benchmark (try: swinkit bench --help)"
-    )
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="options of the benchmark (swinkit bench --help)")
     parser.set_defaults(handler=run)
 
 

@@ -1,15 +1,13 @@
-"""Training pictures: loss and accuracy curves per epoch, and the confusion matrix."""
+"""Training pictures: loss and accuracy curves per epoch, and the confusion matrix (drawn without pyplot)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from swinkit.viz.figure import new_figure
 
 
 def _column(rows: Sequence[Mapping[str, object]], key: str) -> list[float]:
@@ -19,7 +17,8 @@ def _column(rows: Sequence[Mapping[str, object]], key: str) -> list[float]:
 def plot_curves(rows: Sequence[Mapping[str, object]], path: str | Path) -> None:
     """Draw train/validation loss, validation top-1/top-5 and the learning rate against epoch."""
     epochs = _column(rows, "epoch")
-    figure, (loss_axes, accuracy_axes, lr_axes) = plt.subplots(1, 3, figsize=(13, 3.6))
+    figure = new_figure(13, 3.6)
+    loss_axes, accuracy_axes, lr_axes = figure.subplots(1, 3)
     loss_axes.plot(epochs, _column(rows, "train_loss"), label="train")
     loss_axes.plot(epochs, _column(rows, "val_loss"), label="validation")
     loss_axes.set(title="loss", xlabel="epoch")
@@ -32,14 +31,14 @@ def plot_curves(rows: Sequence[Mapping[str, object]], path: str | Path) -> None:
     lr_axes.set(title="learning rate (end of epoch)", xlabel="epoch")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | Path, title: str = "") -> None:
     """Draw a confusion matrix (rows: true class, columns: predicted), counts in the cells."""
     count = len(classes)
     size = min(4 + 0.45 * count, 24)
-    figure, axes = plt.subplots(figsize=(size, size * 0.9))
+    figure = new_figure(size, size * 0.9)
+    axes = figure.subplots()
     image = axes.imshow(confusion.numpy(), cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046)
     ticks = range(count)
@@ -57,4 +56,3 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
                     )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
