@@ -127,7 +127,9 @@ def matmul_rate(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0, devi
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
 
 
-def _inference_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], None]:
+def inference_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], None]:
+    """One forward pass without gradients, under autocast to ``dtype`` when given."""
+
     def step() -> None:
         with torch.inference_mode(), torch.autocast(batch.device.type, dtype=dtype, enabled=dtype is not None):
             model(batch)
@@ -135,7 +137,8 @@ def _inference_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | 
     return step
 
 
-def _training_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], None]:
+def training_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], None]:
+    """One AdamW step on cross-entropy over 1000 classes, under autocast to ``dtype`` when given."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     targets = torch.randint(0, 1000, (batch.shape[0],), device=batch.device)
 
@@ -230,7 +233,7 @@ def memory_worker(
     """
     model = build(name, grad_checkpointing=grad_checkpointing).train().to(device)
     batch = torch.randn(batch_size, 3, 224, 224, device=device)
-    step = _training_step(model, batch, None)
+    step = training_step(model, batch, None)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -384,9 +387,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         steps = {}
         for name, model in chosen.items():
             if kind == "training":
-                steps[name] = _training_step(build(name, reference).train().to(device), batch, dtype)
+                steps[name] = training_step(build(name, reference).train().to(device), batch, dtype)
             else:
-                steps[name] = _inference_step(model, batch, dtype)
+                steps[name] = inference_step(model, batch, dtype)
         repeats = max(1, args.repeats // size) if kind == "inference" else 1
         times = interleaved(steps, args.rounds, repeats, device, warmup)
         row = Row(label, size, {name: size / statistics.median(t) for name, t in times.items()}, dict(failed))
@@ -399,7 +402,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         batch = torch.randn(batch_size, 3, 224, 224, device=device)
         compiled = {name: torch.compile(model) for name, model in models.items()}
         times = interleaved(
-            {name: _inference_step(m, batch, None) for name, m in compiled.items()}, args.rounds, 1, device, warmup
+            {name: inference_step(m, batch, None) for name, m in compiled.items()}, args.rounds, 1, device, warmup
         )
         row = Row(
             "inference fp32, torch.compile",
@@ -452,7 +455,7 @@ def _growth(model: nn.Module, rounds: int, device: torch.device = CPU) -> dict[s
     small = torch.randn(2, 3, 224, 224, device=device)
     large = torch.randn(2, 3, 448, 448, device=device)
     times = interleaved(
-        {"224": _inference_step(model, small, None), "448": _inference_step(model, large, None)}, rounds, 1, device
+        {"224": inference_step(model, small, None), "448": inference_step(model, large, None)}, rounds, 1, device
     )
     return {
         "measured": statistics.median(times["448"]) / statistics.median(times["224"]),

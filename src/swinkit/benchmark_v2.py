@@ -25,15 +25,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import swinkit
-from swinkit.benchmark import PEERS, Row, _LogitsOnly, _resident_mb, _versions, interleaved, machine, saved_activations
+from swinkit.benchmark import (
+    PEERS,
+    Row,
+    _LogitsOnly,
+    _resident_mb,
+    _versions,
+    inference_step,
+    interleaved,
+    machine,
+    matmul_rate,
+    saved_activations,
+    training_step,
+)
 from swinkit.checkpoints import timm as timm_format
 from swinkit.checkpoints import torchvision as torchvision_format
 from swinkit.checkpoints.layout import rename_from_native
@@ -110,55 +120,6 @@ def build(name: str, reference: nn.Module | None = None, grad_checkpointing: boo
     return model
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def inference_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], None]:
-    """One forward pass without gradients (under autocast to ``dtype`` when given), waited for."""
-
-    def step() -> None:
-        with torch.inference_mode(), torch.autocast(batch.device.type, dtype=dtype, enabled=dtype is not None):
-            model(batch)
-        _sync(batch.device)
-
-    return step
-
-
-def training_step(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], None]:
-    """One AdamW step on cross-entropy over 1000 classes (under autocast to ``dtype`` when given), waited for."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    targets = torch.randint(0, 1000, (batch.shape[0],), device=batch.device)
-
-    def step() -> None:
-        with torch.autocast(batch.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = nn.functional.cross_entropy(model(batch), targets)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        _sync(batch.device)
-
-    return step
-
-
-def matmul_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> float:
-    """Measured multiply-add rate of a square matrix product on ``device``, in GFLOP/s (2 operations each)."""
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-        if count % 16 == 0:
-            _sync(device)
-    _sync(device)
-    return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
-
-
 def memory_worker(name: str, grad_checkpointing: bool, device: str = "cpu") -> dict[str, float]:
     """Memory of training steps (batch 8, AdamW) of ``name``'s V2-T, in MB.
 
@@ -230,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     listed = ", ".join(f"{k} {v:.1e}" for k, v in differences.items())
     print(f"max |logits - swinkit's| with identical weights: {listed}")
 
-    rates = {"fp32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
+    rates = {"fp32": matmul_rate(torch.float32, device=device), "bf16": matmul_rate(torch.bfloat16, device=device)}
     flops_per_image = 2 * count_flops(VARIANT).total
     print(f"matrix multiply on {device}: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s")
     cases: list[tuple[str, int, str, torch.dtype | None]] = [
@@ -253,14 +214,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             else:
                 steps[name] = inference_step(models[name], batch, dtype)
         repeats = max(1, args.repeats // batch_size) if kind == "inference" else 1
-        times = interleaved(steps, args.rounds, repeats)
+        times = interleaved(steps, args.rounds, repeats, device)
         row = Row(label, batch_size, {name: batch_size / statistics.median(t) for name, t in times.items()})
         rows.append(row)
         print(_format_row(row, rates["bf16" if dtype is not None else "fp32"], flops_per_image))
     if args.compile:
         batch = torch.randn(8, 3, IMG_SIZE, IMG_SIZE, device=device)
         compiled = {name: inference_step(torch.compile(model), batch, None) for name, model in models.items()}
-        times = interleaved(compiled, args.rounds, 1)
+        times = interleaved(compiled, args.rounds, 1, device)
         row = Row("inference fp32, torch.compile", 8, {name: 8 / statistics.median(t) for name, t in times.items()})
         rows.append(row)
         print(_format_row(row, rates["fp32"], flops_per_image))
