@@ -21,10 +21,19 @@ def test_models_prints_the_published_figures(capsys):
         "swin_s_384",
         "swin_b_384",
         "swin_l_384",
+        "swin_atto",
+        "swin_femto",
+        "swin_pico",
+        "swin_nano",
     ]
-    assert rows["swin_t"][1:5] == ["28,288,354", "4.494", "224x224", "7"]
-    assert rows["swin_b_384"][1:6] == ["87,903,584", "47.105", "384x384", "12", "swin_base_patch4_window12_384"]
+    assert rows["swin_t"][1:6] == ["28,288,354", "4.494", "224x224", "4", "7"]
+    assert rows["swin_b_384"][1:7] == ["87,903,584", "47.105", "384x384", "4", "12", "swin_base_patch4_window12_384"]
     assert rows["swin_l_384"][1:3] == ["196,735,516", "103.952"]
+    # The compact ladder for small images: 32x32, patch 2, window 4, 10 classes, no timm name.
+    assert rows["swin_atto"][1:] == ["567,046", "0.021", "32x32", "2", "4"]
+    assert rows["swin_femto"][1:] == ["1,268,356", "0.046", "32x32", "2", "4"]
+    assert rows["swin_pico"][1:] == ["3,829,282", "0.107", "32x32", "2", "4"]
+    assert rows["swin_nano"][1:] == ["12,141,604", "0.297", "32x32", "2", "4"]
 
 
 def test_module_entry_point_runs():
