@@ -8,20 +8,10 @@ Also runs under ``torchrun --nproc-per-node N -m swinkit train ...``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from swinkit.cli.arguments import parse_model_override
 from swinkit.train.config import AUGMENTS, PRECISIONS, TrainConfig
-
-
-def _model_override(text: str) -> tuple[str, object]:
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. embed_dim=64 or depths=[2,2,6,2]), got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="model_overrides",
         metavar="KEY=VALUE",
         action="append",
-        type=_model_override,
+        type=parse_model_override,
         default=[],
-        help="override a model config field, e.g. --set window_size=12 (repeatable)",
+        help="override a model config field, e.g. --set window_size=12 or --set depths=2,2,6,2 (repeatable)",
     )
     model.add_argument("--img-size", type=int, help="training image size (default: the model's)")
     model.add_argument("--drop-path", type=float, help="stochastic depth rate, rising linearly over blocks")
