@@ -89,3 +89,20 @@ def build_scheduler(
         return cosine
     warmup = LinearLR(optimizer, start_factor=WARMUP_START, end_factor=1.0, total_iters=warmup_steps)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+def set_total_steps(scheduler: LRScheduler, total_steps: int) -> None:
+    """Make the cosine decay of :func:`build_scheduler`'s schedule end after ``total_steps`` steps.
+
+    Used to shorten a run under way: from the current step the rate follows a cosine from
+    its present value down to ``min_lr`` at the new end (PyTorch's recursive form of the
+    cosine), without a jump. The new length is part of the scheduler's state, so a resumed
+    run keeps it.
+    """
+    if isinstance(scheduler, SequentialLR):
+        cosine, warmup = scheduler._schedulers[-1], scheduler._milestones[0]
+    else:
+        cosine, warmup = scheduler, 0
+    if not isinstance(cosine, CosineAnnealingLR):
+        raise ValueError(f"expected the schedule of build_scheduler, got {type(scheduler).__name__}")
+    cosine.T_max = max(total_steps - warmup, 1)
