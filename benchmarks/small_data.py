@@ -194,8 +194,8 @@ class PlainLoop:
         if self.images.ndim == 3:
             self.images = self.images[:, None]
         self.batch, self.lr, self.pad, self.flip, self.clip, self.warmup = batch, lr, pad, flip, clip, warmup
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "relative_position_bias_table" not in n]
         rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "relative_position_bias_table" not in n)]
         self.optimizer = torch.optim.AdamW(

@@ -34,13 +34,14 @@ class MirrorTest:
     """A nearest-class-mean classifier on pixel thumbnails, scored on images and on their mirror images.
 
     Class means come from one half of the sample, ``accuracy`` and ``mirrored`` are its
-    top-1 on the other half as they are and mirrored left to right; ``chance`` is one over
-    the number of classes.
+    top-1 on the other half (``tested`` images) as they are and mirrored left to right;
+    ``chance`` is one over the number of classes.
     """
 
     accuracy: float
     mirrored: float
     chance: float
+    tested: int = 0
 
     @property
     def conclusive(self) -> bool:
@@ -49,10 +50,18 @@ class MirrorTest:
 
     @property
     def keeps_classes(self) -> bool:
-        """True when mirroring keeps :data:`MIRROR_KEEPS` of the accuracy above chance, or the test is inconclusive."""
+        """False when mirroring costs more than ``1 -`` :data:`MIRROR_KEEPS` of the accuracy above chance.
+
+        The loss must also exceed three standard errors of the difference of two accuracies
+        on ``tested`` images, so that a small sample's noise does not switch flips off; an
+        inconclusive test keeps them.
+        """
         if not self.conclusive:
             return True
-        return (self.mirrored - self.chance) >= MIRROR_KEEPS * (self.accuracy - self.chance)
+        drop = self.accuracy - self.mirrored
+        noise = 3 * (2 * self.accuracy * (1 - self.accuracy) / max(1, self.tested)) ** 0.5
+        relative = (self.mirrored - self.chance) < MIRROR_KEEPS * (self.accuracy - self.chance)
+        return not (relative and drop > noise)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +150,7 @@ def mirror_test(arrays: list[np.ndarray], labels: list[int]) -> MirrorTest:
     names = np.asarray(fitted)
     accuracy = float(np.mean(names[(flat[test] @ means.T).argmax(1)] == labels_array[test]))
     mirror_accuracy = float(np.mean(names[(mirrored[test] @ means.T).argmax(1)] == labels_array[test]))
-    return MirrorTest(accuracy=accuracy, mirrored=mirror_accuracy, chance=chance)
+    return MirrorTest(accuracy=accuracy, mirrored=mirror_accuracy, chance=chance, tested=len(test))
 
 
 def _is_grey(array: np.ndarray) -> bool:

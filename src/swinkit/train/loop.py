@@ -71,6 +71,11 @@ PLOT_INTERVAL = 30.0
 SLOW_STEP = 2.0
 
 
+def _now() -> float:
+    """The clock of budgets and progress lines (seconds; tests replace it)."""
+    return time.monotonic()
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
@@ -168,7 +173,7 @@ class _Printer:
     def __init__(self, context: Distributed, quiet: bool, start: float) -> None:
         self.enabled = context.is_main and not quiet
         self.interactive = self.enabled and sys.stderr.isatty()
-        self.log = ProgressLog(enabled=self.enabled, interactive=self.interactive, start=start)
+        self.log = ProgressLog(enabled=self.enabled, interactive=self.interactive, clock=_now, start=start)
 
     def line(self, text: str) -> None:
         self.log.line(text)
@@ -201,7 +206,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     budget from a few timed steps (and shortened if epochs turn out slower). Raises
     :class:`TrainingDiverged` on a non-finite loss.
     """
-    start = time.monotonic()
+    start = _now()
     given = frozenset(field.name for field in dataclasses.fields(config) if getattr(config, field.name) is not None)
     if resume is not None:
         run = RunDirectory(resume)
@@ -232,7 +237,7 @@ class _Trainer:
         self.config = config
         self.context = context
         self.device = context.device
-        self.start = time.monotonic() if start is None else start
+        self.start = _now() if start is None else start
         self.printer = _Printer(context, config.quiet, self.start)
         self.given = given
         self.fresh = resume is None
@@ -497,7 +502,7 @@ class _Trainer:
         epochs = config.epochs
         reason = "given" if "epochs" in self.given else f"the {config.recipe} recipe's"
         if self.fit_budget:
-            elapsed = time.monotonic() - self.start
+            elapsed = _now() - self.start
             most = recipe.MAX_EPOCHS if auto else config.epochs
             epochs = fit_epochs(budget, elapsed, per_epoch, FINAL_SECONDS, most)
             tried = [config.model]
@@ -505,7 +510,7 @@ class _Trainer:
                 self._switch_model(self.rungs[self.rungs.index(config.model) + 1])
                 config = self.config
                 per_epoch, step = self._epoch_seconds()
-                before, epochs = epochs, fit_epochs(budget, time.monotonic() - self.start, per_epoch, FINAL_SECONDS, most)
+                before, epochs = epochs, fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
                 tried.append(f"{before} epoch{'s' if before > 1 else ''} of {tried.pop()}")
                 tried.append(config.model)
             source = "--time" if "time_budget" in self.given else "the default budget"
@@ -531,7 +536,7 @@ class _Trainer:
         else:
             self.printer.line(f"recipe: {RECIPE_LINES[config.recipe]}")
         self.printer.line(self.data_line)
-        total = time.monotonic() - self.start + config.epochs * per_epoch + FINAL_SECONDS
+        total = _now() - self.start + config.epochs * per_epoch + FINAL_SECONDS
         self.printer.log.planned_epoch = per_epoch
         self.printer.log.final_seconds = FINAL_SECONDS
         budget_note = f"; budget {format_duration(budget)}" if self.fit_budget else ""
@@ -656,7 +661,7 @@ class _Trainer:
         if not self.fit_budget or not self.fresh or epoch >= self.config.epochs:
             return
         per_epoch = self.printer.log.per_epoch() or 0.0
-        elapsed = time.monotonic() - self.start
+        elapsed = _now() - self.start
         epochs = refit(self.fit_budget, elapsed, epoch, self.config.epochs, per_epoch, FINAL_SECONDS)
         epochs = _gather(self.context, epochs)[0]
         if epochs >= self.config.epochs:
@@ -766,9 +771,9 @@ class _Trainer:
         # resume drops, never a checkpoint without its row.
         self.run_dir.write_metrics(self.rows)
         self.run_dir.save_checkpoint(epoch, export, state, best)
-        if time.monotonic() - self.plotted >= PLOT_INTERVAL:
+        if _now() - self.plotted >= PLOT_INTERVAL:
             plots.plot_curves(self.rows, self.run_dir.path / "curves.png")
-            self.plotted = time.monotonic()
+            self.plotted = _now()
 
     def _report(self, row: dict[str, Any], epochs: int) -> None:
         text = f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}"

@@ -292,7 +292,7 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
             Choice(
                 "batch",
                 str(changes["batch_size"]),
-                f"{profile.count:,} images / 40 = {profile.count // 40:,}, to a power of two from 16 to 128",
+                f"about 1/40 of the {profile.count:,} images, as a power of two from 16 to 128",
                 "--batch-size",
             )
         )
