@@ -360,7 +360,7 @@ def speed(data: Path, output: Path, rounds: int, steps: int) -> dict:
     settings, model_config = chosen["train"], chosen["model"]
     train_images, train_labels = load_folder(data / "train")
     batch = settings["batch_size"]
-    epochs = 2 + math.ceil(steps * batch / len(train_images))
+    epochs = 1 + math.ceil(steps * batch / len(train_images))
     times: dict[str, list[float]] = {"swinkit train": [], "plain loop, swinkit model": [], "plain loop, timm model": []}
     for index in range(rounds):
         config = TrainConfig.from_dict(settings | {
@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-rounds", type=int, default=5)
     parser.add_argument("--speed-steps", type=int, default=30, help="timed steps per loop and round")
     parser.add_argument("--quick", action="store_true", help="smoke run: seed 0, 20 s budgets, 2 short speed rounds")
+    parser.add_argument("--speed-only", action="store_true", help="only the per-step speed comparison")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where small_data.json and .md go")
     parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
@@ -473,16 +474,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="swinkit-small-data-") as scratch:
         root = Path(scratch)
         builders = {"digits": build_digits, "cluttered": build_cluttered}
-        for set_name in args.sets:
+        for set_name in [] if args.speed_only else args.sets:
             data = builders[set_name](root / set_name)
             results["sets"][set_name] = compare(data, root / "runs", set_name, args.budget, args.seeds)
         if args.speed_rounds:
-            data = root / "cluttered" if "cluttered" in args.sets else build_cluttered(root / "cluttered")
+            data = root / "cluttered" if (root / "cluttered").exists() else build_cluttered(root / "cluttered")
             print("speed: interleaved rounds ...", flush=True)
             results["speed"] = speed(data, root / "runs", args.speed_rounds, args.speed_steps)
     results["seconds"] = time.monotonic() - began
     args.output.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + ("_speed" if args.speed_only else "")
     (args.output / f"small_data{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = write_results(results)
     (args.output / f"small_data{suffix}.md").write_text(table)

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (argparse exits with 2 on bad flags)."""
     args = build_parser().parse_args(argv)
+    # Read from sys.argv: this process was started for this command (time budgets count its start-up).
+    args.command_line = argv is None
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:

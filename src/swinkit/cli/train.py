@@ -16,7 +16,7 @@ from swinkit.cli.arguments import parse_model_override
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
 from swinkit.train.config import PRECISIONS, RECIPES, TrainConfig
-from swinkit.train.timing import parse_duration
+from swinkit.train.timing import parse_duration, process_age
 
 
 def _duration(text: str) -> float:
@@ -160,7 +160,8 @@ def run_train(args: argparse.Namespace) -> int:
     from swinkit.train.loop import TrainingDiverged, train
 
     try:
-        train(config_from_args(args), resume=args.resume)
+        spent = process_age() if getattr(args, "command_line", False) else 0.0
+        train(config_from_args(args), resume=args.resume, spent=spent)
     except TrainingDiverged as error:
         print(f"swinkit train: {error}", file=sys.stderr)
         return 1

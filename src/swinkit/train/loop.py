@@ -196,17 +196,18 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: str | Path | None = None, *, spent: float = 0.0) -> TrainResult:
     """Run (or, with ``resume``, continue) a training run; returns where it went and how well.
 
     On resume the saved settings are used, except ``quiet``, ``workers`` and ``device``
     where ``config`` sets them. Augmentation randomness depends on the number of loading
     processes, so an exact resume keeps the saved ``workers``. Settings left ``None`` come
     from the recipe; with ``time_budget`` and no ``epochs`` the epochs are fitted to the
-    budget from a few timed steps (and shortened if epochs turn out slower). Raises
-    :class:`TrainingDiverged` on a non-finite loss.
+    budget from a few timed steps (and shortened if epochs turn out slower); ``spent``
+    seconds already gone count against it (the command line passes the time since the
+    process started). Raises :class:`TrainingDiverged` on a non-finite loss.
     """
-    start = _now()
+    start = _now() - spent
     given = frozenset(field.name for field in dataclasses.fields(config) if getattr(config, field.name) is not None)
     if resume is not None:
         run = RunDirectory(resume)

@@ -9,6 +9,7 @@ The arithmetic is kept apart from the clock so that it can be tested with made-u
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 import sys
@@ -23,7 +24,8 @@ PROGRESS_INTERVAL = 20.0
 #: A run projected to pass its budget by more than this share is shortened (see :func:`refit`).
 OVERRUN_TOLERANCE = 0.05
 
-_DURATION = re.compile(r"(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile("".join(f"(?:(?P<{unit}>{_NUMBER}){unit})?" for unit in "dhms"))
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 NO_BUDGET = ("none", "off", "0")
 
@@ -45,6 +47,22 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"time {text!r} must be longer than 0 seconds (or 'none' for no budget)")
     return seconds
+
+
+def process_age() -> float:
+    """Seconds since this process started (from Linux's ``/proc``), or 0 where that cannot be read.
+
+    The command line counts them against a time budget: starting Python and importing
+    PyTorch is part of the wall-clock time a user sees.
+    """
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def format_duration(seconds: float) -> str:
