@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,34 @@ def test_progress_lines_come_at_the_interval_away_from_a_terminal():
     now[0] += 100
     quiet_terminal.batch_done(1, 1, 1, 2, 1.0)  # a terminal has its progress bar instead
     assert len(out.getvalue().splitlines()) == 2
+    # Between batches (a long batch, an evaluation, the timing of steps) the heartbeat's beat says what runs.
+    log.set_activity("epoch 1/3  evaluating")
+    log.beat()  # 100 s since the last line
+    now[0] += 29.0
+    log.beat()
+    assert out.getvalue().splitlines()[2:] == ["epoch 1/3  evaluating  elapsed 2m50s"]
+    now[0] += 1.0
+    log.beat()
+    assert out.getvalue().splitlines()[3:] == ["epoch 1/3  evaluating  elapsed 3m20s"]
+    log.set_activity(None)
+    now[0] += 60.0
+    log.beat()
+    assert len(out.getvalue().splitlines()) == 4
+
+
+def test_heartbeat_thread_prints_during_a_long_step():
+    out = io.StringIO()
+    log = ProgressLog(interactive=False, interval=0.05, stream=out)
+    log.set_activity("timing a few training steps of swin_femto")
+    log.start_heartbeat(period=0.01)
+    try:
+        deadline = time.monotonic() + 10
+        while out.getvalue().count("timing a few") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        log.stop_heartbeat()
+    assert out.getvalue().count("timing a few training steps of swin_femto  elapsed") >= 2
+    assert log._thread is None
 
 
 # --- images in memory --------------------------------------------------------------------------

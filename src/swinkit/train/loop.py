@@ -220,9 +220,12 @@ def train(config: TrainConfig, resume: str | Path | None = None, *, spent: float
         )
     config = config.resolved()
     context = setup(config.device)
+    printer = _Printer(context, config.quiet, start)
+    printer.log.start_heartbeat()
     try:
-        return _Trainer(config, context, resume, given=given, start=start).run()
+        return _Trainer(config, context, resume, printer, given=given).run()
     finally:
+        printer.log.stop_heartbeat()
         teardown(context)
 
 
@@ -232,14 +235,14 @@ class _Trainer:
         config: TrainConfig,
         context: Distributed,
         resume: str | Path | None,
+        printer: _Printer,
         given: frozenset[str] = frozenset(),
-        start: float | None = None,
     ) -> None:
         self.config = config
         self.context = context
         self.device = context.device
-        self.start = _now() if start is None else start
-        self.printer = _Printer(context, config.quiet, self.start)
+        self.printer = printer
+        self.start = printer.log.start
         self.given = given
         self.fresh = resume is None
         if config.deterministic:
@@ -492,33 +495,46 @@ class _Trainer:
         self._build_model()
 
     def _plan(self) -> None:
-        """Epochs from the time budget (timing a few steps), the recipe's last choices, and the printed plan."""
+        """Print the recipe, fit the epochs to the time budget (timing a few steps), print the estimate."""
         config = self.config
         budget = config.time_budget or 0.0
         self.fit_budget = budget if budget > 0 and "epochs" not in self.given else 0.0
         auto = config.recipe == "auto"
+        log = self.printer.log
+        for choice in self.choices:
+            log.line(str(choice))
+        if not auto:
+            log.line(f"recipe: {RECIPE_LINES[config.recipe]}")
+        log.line(self.data_line)
         per_epoch = step = None
         if self.fit_budget or self.printer.enabled:
+            log.set_activity(f"timing a few training steps of {config.model or 'the model'}")
             per_epoch, step = self._epoch_seconds()
         epochs = config.epochs
         reason = "given" if "epochs" in self.given else f"the {config.recipe} recipe's"
         if self.fit_budget:
-            elapsed = _now() - self.start
             most = recipe.MAX_EPOCHS if auto else config.epochs
-            epochs = fit_epochs(budget, elapsed, per_epoch, FINAL_SECONDS, most)
-            tried = [config.model]
+            epochs = fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
             while auto and epochs < recipe.MIN_EPOCHS and config.model in self.rungs[:-1]:
-                self._switch_model(self.rungs[self.rungs.index(config.model) + 1])
+                larger, fitted = config.model, epochs
+                self._switch_model(self.rungs[self.rungs.index(larger) + 1])
                 config = self.config
+                log.set_activity(f"timing a few training steps of {config.model}")
                 per_epoch, step = self._epoch_seconds()
-                before, epochs = epochs, fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
-                tried.append(f"{before} epoch{'s' if before > 1 else ''} of {tried.pop()}")
-                tried.append(config.model)
+                epochs = fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
+                log.line(
+                    str(
+                        recipe.Choice(
+                            "model",
+                            config.model,
+                            f"one rung down: only {fitted} epoch{'s' if fitted != 1 else ''} of {larger} fit in the "
+                            f"time, fewer than {recipe.MIN_EPOCHS}",
+                            "--model",
+                        )
+                    )
+                )
             source = "--time" if "time_budget" in self.given else "the default budget"
             reason = f"as many as fit in {format_duration(budget)} ({source}), at most {most}"
-            if len(tried) > 1:
-                steps = ", ".join(tried[:-1])
-                self._replace_choice("model", f"{config.model}", f"the ladder's rung for the data, stepped down: only {steps} fit in the time (fewer than {recipe.MIN_EPOCHS})")
             if not auto and epochs < config.epochs and "warmup_epochs" not in self.given:
                 warmup = config.warmup_epochs * epochs / config.epochs
                 self.config = config = dataclasses.replace(config, warmup_epochs=warmup)
@@ -526,37 +542,27 @@ class _Trainer:
         if auto:
             self.config, more = recipe.after_timing(config, epochs, self.steps_per_epoch, reason)
             config = self.config
-            self.config.validate()
-            self.choices += more
+            config.validate()
             self._rebuild_augmentation()
-        if not self.printer.enabled:
+            for choice in more:
+                log.line(str(choice))
+        log.set_activity(None)
+        if per_epoch is None:
             return
-        if auto:
-            for choice in self.choices:
-                self.printer.line(str(choice))
-        else:
-            self.printer.line(f"recipe: {RECIPE_LINES[config.recipe]}")
-        self.printer.line(self.data_line)
         total = _now() - self.start + config.epochs * per_epoch + FINAL_SECONDS
-        self.printer.log.planned_epoch = per_epoch
-        self.printer.log.final_seconds = FINAL_SECONDS
+        log.planned_epoch = per_epoch
+        log.final_seconds = FINAL_SECONDS
         budget_note = f"; budget {format_duration(budget)}" if self.fit_budget else ""
-        self.printer.line(
+        log.line(
             f"time: about {format_duration(total)} in all, {config.epochs} epochs of ~{format_duration(per_epoch)} "
             f"({self.steps_per_epoch} steps of {1000 * step:.0f} ms, validation and checkpoint){budget_note}"
         )
         if total > LONG_RUN:
-            self.printer.line(
+            log.line(
                 f"warning: this run would take about {format_duration(total)}. To shorten it: --time 1h fits the "
                 f"epochs to an hour (any duration: 30m, 2h); or fewer --epochs, a smaller model (--model "
                 f"swin_femto, see swinkit models), a smaller --img-size, or a GPU"
             )
-
-    def _replace_choice(self, setting: str, value: str, reason: str) -> None:
-        self.choices = [
-            dataclasses.replace(choice, value=value, reason=reason) if choice.setting == setting else choice
-            for choice in self.choices
-        ]
 
     def _config_record(self) -> dict[str, Any]:
         return {
@@ -612,6 +618,7 @@ class _Trainer:
         while epoch <= self.config.epochs:
             self.printer.log.epoch_started()
             row = self._train_epoch(epoch)
+            self.printer.log.set_activity(f"epoch {epoch}/{self.config.epochs}  evaluating")
             final = (
                 evaluate(
                     self.eval_model, self.val_loader, len(self.classes), self.device, config.precision, self.context
@@ -630,6 +637,7 @@ class _Trainer:
                 self.best_loss = min(self.best_loss, row["train_loss"])
             self.rows.append(row)
             self._save(epoch, better)
+            self.printer.log.set_activity(None)
             self.printer.log.epoch_ended()
             self._report(row, self.config.epochs)
             self._keep_to_budget(epoch)

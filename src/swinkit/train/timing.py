@@ -13,6 +13,7 @@ import os
 import re
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -134,10 +135,12 @@ class ProgressLog:
     """Lines about a run's progress: epoch lines with elapsed and remaining time, and progress lines within epochs.
 
     ``clock`` gives seconds (``time.monotonic`` by default; tests pass a fake); ``start`` is
-    the clock's time when the run began. Away from a terminal (``interactive`` false),
-    :meth:`batch_done` prints a progress line whenever ``interval`` seconds have passed
-    since the last line, so that a log shows life at least that often. Nothing is printed
-    when ``enabled`` is false.
+    the clock's time when the run began. Away from a terminal (``interactive`` false), a
+    progress line saying what the run is doing (:meth:`set_activity`, :meth:`batch_done`)
+    is printed whenever ``interval`` seconds have passed since the last line: after a
+    batch, and by a heartbeat thread (:meth:`start_heartbeat`) during long batches,
+    evaluations and the timing of steps, so that a log shows life at least that often.
+    Nothing is printed when ``enabled`` is false.
     """
 
     def __init__(
@@ -161,6 +164,11 @@ class ProgressLog:
         self.epoch_durations: list[float] = []
         self.planned_epoch: float | None = None
         self.final_seconds = 0.0
+        self.activity: str | None = None
+        self.position: tuple[int, int, int, int] | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def elapsed(self) -> float:
         """Seconds since the run began."""
@@ -168,9 +176,16 @@ class ProgressLog:
 
     def line(self, text: str) -> None:
         """Print a line (and restart the progress interval)."""
-        if self.enabled:
-            print(text, file=self.stream or sys.stdout, flush=True)
-        self.last_line = self.clock()
+        with self._lock:
+            if self.enabled:
+                print(text, file=self.stream or sys.stdout, flush=True)
+            self.last_line = self.clock()
+
+    def set_activity(self, text: str | None) -> None:
+        """What the run is doing now, for progress lines (None: nothing worth a line)."""
+        with self._lock:
+            self.activity = text
+            self.position = None
 
     def epoch_started(self) -> None:
         self.epoch_start = self.clock()
@@ -203,14 +218,43 @@ class ProgressLog:
 
     def batch_done(self, epoch: int, epochs: int, batch: int, batches: int, loss: float) -> None:
         """After each batch: away from a terminal, a progress line once ``interval`` seconds have passed."""
-        if self.interactive or self.clock() - self.last_line < self.interval:
+        with self._lock:
+            self.activity = f"epoch {epoch}/{epochs}  batch {batch}/{batches}  train loss {loss:.4f}"
+            self.position = (epoch, epochs, batch, batches)
+        self.beat()
+
+    def beat(self) -> None:
+        """Print the current activity with the times, if ``interval`` seconds have passed since the last line."""
+        with self._lock:
+            due = self.clock() - self.last_line >= self.interval
+            if self.interactive or self.activity is None or not due:
+                return
+            tail = f"elapsed {format_duration(self.elapsed())}"
+            if self.position is not None:
+                epoch, epochs, batch, batches = self.position
+                within = self.clock() - self.epoch_start
+                remaining = self.remaining(epochs - epoch)
+                if remaining is not None:
+                    remaining += (batches - batch) / batch * within if batch else 0.0
+                    tail += f", remaining ~{format_duration(remaining)}"
+            self.line(f"{self.activity}  {tail}")
+
+    def start_heartbeat(self, period: float = 1.0) -> None:
+        """Call :meth:`beat` every ``period`` seconds from a thread (away from a terminal, when enabled)."""
+        if not self.enabled or self.interactive or self._thread is not None:
             return
-        within = self.clock() - self.epoch_start
-        epoch_left = (batches - batch) / batch * within if batch else 0.0
-        remaining = self.remaining(epochs - epoch)
-        if remaining is not None:
-            remaining += epoch_left
-        tail = f"elapsed {format_duration(self.elapsed())}"
-        if remaining is not None:
-            tail += f", remaining ~{format_duration(remaining)}"
-        self.line(f"epoch {epoch}/{epochs}  batch {batch}/{batches}  train loss {loss:.4f}  {tail}")
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.wait(period):
+                self.beat()
+
+        self._thread = threading.Thread(target=run, name="swinkit-progress", daemon=True)
+        self._thread.start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the thread of :meth:`start_heartbeat`."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
