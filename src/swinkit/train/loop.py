@@ -343,8 +343,9 @@ class _Trainer:
         """Loaders: batches augmented from one uint8 tensor when the images are in memory, else a DataLoader."""
         config, context = self.config, self.context
         augment = self._augment_config()
-        self.train_dataset: ImageDataset = data.train
-        self.val_dataset: ImageDataset | None = data.val if data.val is not None and len(data.val) else None
+        val_dataset: ImageDataset | None = data.val if data.val is not None and len(data.val) else None
+        self.train_labels = torch.tensor(data.train.labels)
+        self.val_count = len(val_dataset) if val_dataset is not None else 0
         self.tensor_path = fits_as_tensor(data.train, self.preprocessing, config.memory_limit)
         self.sampler = DistributedSampler(
             range(len(data.train)), num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed
@@ -354,7 +355,7 @@ class _Trainer:
             self.train_images = stack_images(data.train, self.preprocessing)
             self.train_loader: Any = TensorBatches(
                 self.train_images,
-                torch.tensor(data.train.labels),
+                self.train_labels,
                 config.batch_size,
                 self.sampler,
                 BatchAugment(self.preprocessing, augment if config.augment else None),
@@ -393,23 +394,23 @@ class _Trainer:
         # Without augmentation, training images get the evaluation transform and no mixing.
         self.mixup = build_mixup(augment, len(self.classes)) if config.augment else None
         self.val_loader: Any = None
-        if self.val_dataset is not None:
-            rows = range(context.rank, len(self.val_dataset), context.world_size)
-            if fits_as_tensor(self.val_dataset, self.preprocessing, config.memory_limit):
-                self.val_images = stack_images(self.val_dataset, self.preprocessing)
-                labels = torch.tensor(self.val_dataset.labels)
+        if val_dataset is not None:
+            rows = range(context.rank, len(val_dataset), context.world_size)
+            left = config.memory_limit - (self.train_images.numel() if self.tensor_path else 0)
+            if fits_as_tensor(val_dataset, self.preprocessing, left):
+                val_images = stack_images(val_dataset, self.preprocessing)
+                labels = torch.tensor(val_dataset.labels)
                 self.val_loader = TensorBatches(
-                    self.val_images, labels, 2 * config.batch_size, rows, BatchAugment(self.preprocessing, None),
+                    val_images, labels, 2 * config.batch_size, rows, BatchAugment(self.preprocessing, None),
                     self.device,
                 )  # fmt: skip
             else:
-                val_set = TransformedDataset(self.val_dataset, build_transforms(False, self.preprocessing))
+                val_set = TransformedDataset(val_dataset, build_transforms(False, self.preprocessing))
                 self.val_loader = DataLoader(
                     Subset(val_set, rows), batch_size=2 * config.batch_size, num_workers=config.workers
                 )
         self.steps_per_epoch = math.ceil(len(self.train_loader) / config.accum_steps)
-        val_count = len(self.val_dataset) if self.val_dataset is not None else 0
-        self.data_line = f"data: {len(data.train):,} training and {val_count:,} validation images, {where}"
+        self.data_line = f"data: {len(data.train):,} training and {self.val_count:,} validation images, {where}"
 
     def _rebuild_augmentation(self) -> None:
         """The training augmentation and mixing again, after the recipe's last choices."""
@@ -428,11 +429,11 @@ class _Trainer:
 
     def _timing_batch(self, size: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
         """A function giving a training batch of ``size`` images: augmented anew each call on the tensor path."""
-        size = min(size, len(self.train_dataset))
+        size = min(size, len(self.train_labels))
         if self.tensor_path:
             rows = torch.randperm(len(self.train_images), generator=torch.Generator().manual_seed(0))[:size]
             images = self.train_images[rows].to(self.device)
-            labels = torch.tensor(self.train_dataset.labels)[rows].to(self.device)
+            labels = self.train_labels[rows].to(self.device)
             generator = torch.Generator().manual_seed(0)
             return lambda: (self.train_loader.augment(images, generator), labels)
         items = [self.train_loader.dataset[index] for index in range(size)]
@@ -485,7 +486,7 @@ class _Trainer:
     def _epoch_seconds(self) -> tuple[float, float]:
         """An epoch's estimated seconds, and a step's."""
         step, per_image = self._time_steps()
-        val_count = math.ceil(len(self.val_dataset) / self.context.world_size) if self.val_dataset is not None else 0
+        val_count = math.ceil(self.val_count / self.context.world_size)
         return epoch_seconds(self.steps_per_epoch * self.config.accum_steps, step, val_count, per_image, SAVE_SECONDS), step
 
     def _switch_model(self, rung: str) -> None:
