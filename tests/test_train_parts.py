@@ -22,7 +22,7 @@ def test_recipes_fill_unset_fields():
     assert (
         digits.recipe_name == "digits" and digits.model_overrides["in_chans"] == 1 and digits.epochs == DIGITS["epochs"]
     )
-    scratch = TrainConfig(data="folder", lr=3e-4).resolved()
+    scratch = TrainConfig(data="folder", lr=3e-4, recipe="imagenet").resolved()
     assert scratch.lr == 3e-4 and scratch.weight_decay == SCRATCH["weight_decay"] == 0.05
     assert scratch.mixup == 0.8 and scratch.cutmix == 1.0 and scratch.re_prob == 0.25 and scratch.clip_grad == 5.0
     assert scratch.model_overrides == {}
@@ -32,6 +32,13 @@ def test_recipes_fill_unset_fields():
     assert finetune.model is None  # the variant comes from the checkpoint
     # An explicit model drops the digits recipe's small model.
     assert TrainConfig(model="swin_s").resolved().model_overrides == {}
+    # From scratch on a folder, the recipe is chosen from the data: only its fixed part is filled here.
+    auto = TrainConfig(data="folder").resolved()
+    assert auto.recipe == "auto" and auto.time_budget == 600.0 and auto.weight_decay == 0.05
+    assert auto.model is None and auto.batch_size is None and auto.epochs is None and auto.lr is None
+    assert TrainConfig(data="folder", epochs=5).resolved().time_budget is None  # given epochs: no budget
+    with pytest.raises(ValueError, match="recipe 'auto' trains from scratch"):
+        TrainConfig(data="folder", pretrained="x", recipe="auto").resolved()
 
 
 @pytest.mark.parametrize(

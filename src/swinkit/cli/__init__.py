@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         # The benchmark has its own options (--help among them): they are passed on as they came.
         args.options = unknown + list(args.options)
+    # Read from sys.argv: this process was started for this command (time budgets count its start-up).
+    args.command_line = argv is None
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:

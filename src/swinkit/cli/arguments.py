@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import json
 
 from swinkit.precision import PRECISIONS
 
@@ -31,3 +34,91 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fp32; bf16 (weights and inputs in bfloat16); int8 (dynamic quantization of the Linear layers, CPU)",
     )
+#: How each kind of model field is written after ``--set KEY=``, for error messages.
+_FORMS = {
+    "int": "an integer, e.g. {key}=64",
+    "float": "a number, e.g. {key}=0.1",
+    "bool": "true or false, e.g. {key}=false",
+    "ints": "integers, one per stage: {key}=2,2,6,2 or {key}=[2,2,6,2]",
+    "size": "one side or height,width: {key}=32, {key}=32,48 or {key}=[32,48]",
+    "strings": 'names separated by commas: {key}=cat,dog or {key}=["cat","dog"]',
+}
+
+
+def _field_kinds() -> dict[str, str]:
+    """The kind of value each :class:`~swinkit.model.SwinConfig` field takes, read off its annotation."""
+    from swinkit.model import SwinConfig
+
+    kinds = {"int": "int", "float": "float", "bool": "bool", "tuple[int, ...]": "ints", "tuple[str, ...]": "strings"}
+    result = {}
+    for field in dataclasses.fields(SwinConfig):
+        annotation = str(field.type).replace(" ", "")
+        if annotation == "int|tuple[int,int]":
+            result[field.name] = "size"
+        else:
+            result[field.name] = kinds.get(str(field.type), "json")
+    return result
+
+
+def _scalar(kind: str, text: str) -> object:
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise ValueError(text)
+
+
+def _items(text: str) -> list[object]:
+    """``[2,2,6]`` (JSON) or ``2,2,6`` as a list of strings or JSON values."""
+    if text.startswith("["):
+        value = json.loads(text)
+        if not isinstance(value, list):
+            raise ValueError(text)
+        return value
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise ValueError(text)
+    return parts
+
+
+def parse_model_override(text: str) -> tuple[str, object]:
+    """``--set KEY=VALUE`` for a model field: the key and the value typed as the field needs.
+
+    Lists are written ``depths=2,2,6,2`` or as JSON, ``depths=[2,2,6,2]``; ``img_size`` takes
+    one side or ``height,width``; booleans ``true``/``false``. Raises
+    ``argparse.ArgumentTypeError`` naming the key, the value and the accepted forms.
+    """
+    key, separator, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    kinds = _field_kinds()
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(
+            f"--set {text}: expected KEY=VALUE, e.g. embed_dim=64 or depths=2,2,6,2; keys: {', '.join(kinds)}"
+        )
+    if key not in kinds:
+        close = difflib.get_close_matches(key, list(kinds), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise argparse.ArgumentTypeError(
+            f"--set {text}: {key!r} is not a model field{hint}; fields: {', '.join(kinds)}"
+        )
+    kind = kinds[key]
+    try:
+        if kind in ("int", "float", "bool"):
+            return key, _scalar(kind, value)
+        if kind == "ints":
+            return key, tuple(int(str(item)) for item in _items(value))
+        if kind == "strings":
+            return key, tuple(str(item) for item in _items(value))
+        if kind == "size":
+            sides = tuple(int(str(item)) for item in _items(value))
+            if len(sides) not in (1, 2):
+                raise ValueError(value)
+            return key, sides[0] if len(sides) == 1 else sides
+        return key, json.loads(value)
+    except (ValueError, json.JSONDecodeError):
+        form = _FORMS.get(kind, "a JSON value").format(key=key)
+        raise argparse.ArgumentTypeError(f"--set {key}={value}: {key} takes {form}") from None

@@ -1,6 +1,8 @@
-"""``swinkit models``: the registered variants with their parameters, FLOPs, input size and window.
+"""``swinkit models``: the registered variants with their parameters, FLOPs, input size, patch and window.
 
-Swin V1 first, then Swin V2 in a table of its own (with the pretrained windows and classes).
+Swin V1 first (the paper's variants at ImageNet's 1000 classes, then the compact ladder for
+small images, ``swin_atto`` .. ``swin_nano``, at 10 classes and 32x32), then Swin V2 in a
+table of its own (with the pretrained windows and classes).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def model_rows() -> list[dict[str, object]]:
-    """One row per variant: name, timm alias, parameters, GFLOPs, input size, window, version, V2 extras."""
+    """One row per variant: name, timm alias, parameters, GFLOPs, input size, patch, window, version, V2 extras."""
     alias_of: dict[str, str] = {}
     for alias, canonical in ALIASES.items():
         alias_of.setdefault(canonical, alias)  # timm's current name, not a deprecated one
@@ -32,6 +34,7 @@ def model_rows() -> list[dict[str, object]]:
                 "params": sum(p.numel() for p in model.parameters()),
                 "gflops": count_flops(config).gflops,
                 "input": f"{config.img_size[0]}x{config.img_size[1]}",
+                "patch": config.patch_size,
                 "window": config.window_size,
                 "version": config.version,
                 "pretrained_windows": ",".join(str(w) for w in config.pretrained_window_sizes) or "-",
@@ -42,11 +45,11 @@ def model_rows() -> list[dict[str, object]]:
 
 
 def _v1_table(rows: list[dict[str, object]]) -> list[str]:
-    lines = [f"{'model':<12} {'params':>13} {'GFLOPs':>8} {'input':>8} {'window':>6}  timm name"]
+    lines = [f"{'model':<12} {'params':>13} {'GFLOPs':>8} {'input':>8} {'patch':>5} {'window':>6}  timm name"]
     for row in rows:
         lines.append(
-            f"{row['name']:<12} {row['params']:>13,} {row['gflops']:>8.3f} {row['input']:>8} "
-            f"{row['window']:>6}  {row['alias']}"
+            f"{row['name']:<12} {row['params']:>13,} {row['gflops']:>8.3f} {row['input']:>8} {row['patch']:>5} "
+            f"{row['window']:>6}  {row['alias']}".rstrip()
         )
     lines.insert(1, "-" * max(len(line) for line in lines))
     return lines

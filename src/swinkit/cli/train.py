@@ -1,27 +1,36 @@
 """``swinkit train``: fine-tune or train a Swin on your images (or the built-in digits).
 
 Flags left unset take the recipe's value: the built-in digits recipe when no ``--data``
-is given, the fine-tuning recipe with ``--pretrained``, the paper's recipe otherwise.
+is given, the fine-tuning recipe with ``--pretrained``, and otherwise one chosen from the
+data (a compact Swin, its input size, batch, epochs fitted to ``--time`` ...), printed
+with its reasons before training. ``--recipe imagenet`` gives the paper's ImageNet recipe.
 Also runs under ``torchrun --nproc-per-node N -m swinkit train ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from swinkit.train.config import AUGMENTS, PRECISIONS, TrainConfig
+from swinkit.cli.arguments import parse_model_override
+from swinkit.data.memory import parse_size
+from swinkit.data.transforms import CROPS
+from swinkit.train.config import PRECISIONS, RECIPES, TrainConfig
+from swinkit.train.timing import parse_duration, process_age
 
 
-def _model_override(text: str) -> tuple[str, object]:
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. embed_dim=64 or depths=[2,2,6,2]), got {text!r}")
+def _duration(text: str) -> float:
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,9 +47,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     data.add_argument(
-        "--workers", type=int, help="data-loading processes per training process (default 2; on resume, the run's)"
+        "--workers",
+        type=int,
+        help="data-loading processes per training process for images read from files (default: sized to the "
+        "machine; none for images in memory; on resume, the run's)",
+    )
+    data.add_argument(
+        "--memory-limit",
+        type=_size,
+        metavar="SIZE",
+        help="decode images once and keep them in memory up to SIZE (e.g. 500MB, 8GB; default 4GB or half the "
+        "free memory; 0: read the files every epoch)",
     )
 
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        help="where unset flags come from: auto (chosen from the data; the default without --pretrained), "
+        "imagenet (the paper's), finetune (the default with --pretrained), digits (the built-in data's)",
+    )
+    parser.add_argument(
+        "--time",
+        dest="time_budget",
+        type=_duration,
+        metavar="DURATION",
+        help="fit the epochs to this wall-clock budget, timed on a few steps first: 90s, 10m, 1h30m, 2h, or none "
+        "(default 10m for the auto recipe; unused with --epochs)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="variant name (swin_t, swin_b_384, ...); default from the recipe or checkpoint")
     model.add_argument("--pretrained", help="weights to start from: file, folder, swinkit run, or Hub id")
@@ -49,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="model_overrides",
         metavar="KEY=VALUE",
         action="append",
-        type=_model_override,
+        type=parse_model_override,
         default=[],
-        help="override a model config field, e.g. --set window_size=12 (repeatable)",
+        help="override a model config field, e.g. --set window_size=12 or --set depths=2,2,6,2 (repeatable)",
     )
     model.add_argument("--img-size", type=int, help="training image size (default: the model's)")
     model.add_argument("--drop-path", type=float, help="stochastic depth rate, rising linearly over blocks")
@@ -74,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int)
+    optim.add_argument("--epochs", type=int, help="epochs (default: the recipe's, or as many as fit in --time)")
     optim.add_argument("--batch-size", type=int, help="images per step per process")
     optim.add_argument("--accum-steps", type=int, help="gradient accumulation steps")
     optim.add_argument("--lr", type=float, help="peak learning rate (at --lr-base-batch, scaled linearly)")
@@ -92,13 +125,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     augment.add_argument(
         "--no-augment", dest="augment", action="store_false", help="train on the evaluation transform, no mixing"
     )
-    augment.add_argument("--auto-augment", choices=AUGMENTS, help="RandAugment (m9), TrivialAugmentWide, or none")
+    augment.add_argument(
+        "--auto-augment",
+        help="randaugment (2 ops at m9), rand-mM-nN (magnitude M of 10, N ops), trivial (TrivialAugmentWide), or none",
+    )
     augment.add_argument("--re-prob", type=float, help="random erasing probability")
     augment.add_argument("--mixup", type=float, help="MixUp alpha; 0 = off")
     augment.add_argument("--cutmix", type=float, help="CutMix alpha; 0 = off")
     augment.add_argument("--smoothing", dest="label_smoothing", type=float, help="label smoothing")
     augment.add_argument("--hflip", type=float, help="horizontal flip probability")
+    augment.add_argument(
+        "--crop", choices=CROPS, help="resized: RandomResizedCrop over --scale; pad: pad by --pad pixels and crop"
+    )
+    augment.add_argument("--pad", type=int, help="padding of --crop pad, in pixels (default: 1/8 of the side)")
     augment.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), help="RandomResizedCrop area range")
+    augment.add_argument("--mean", type=float, nargs="+", help="normalisation mean per channel (default: the recipe's)")
+    augment.add_argument("--std", type=float, nargs="+", help="normalisation std per channel (default: the recipe's)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--output", default="runs", help="folder that holds run folders (default runs/)")
@@ -121,8 +163,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if name in TrainConfig.__dataclass_fields__ and value is not None
     }
     fields["model_overrides"] = dict(args.model_overrides)
-    if args.scale is not None:
-        fields["scale"] = tuple(args.scale)
+    for name in ("scale", "mean", "std"):
+        if getattr(args, name) is not None:
+            fields[name] = tuple(getattr(args, name))
     return TrainConfig(**fields)
 
 
@@ -130,7 +173,8 @@ def run_train(args: argparse.Namespace) -> int:
     from swinkit.train.loop import TrainingDiverged, train
 
     try:
-        train(config_from_args(args), resume=args.resume)
+        spent = process_age() if getattr(args, "command_line", False) else 0.0
+        train(config_from_args(args), resume=args.resume, spent=spent)
     except TrainingDiverged as error:
         print(f"swinkit train: {error}", file=sys.stderr)
         return 1

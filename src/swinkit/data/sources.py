@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from swinkit.data.images import SHOWN_BAD_IMAGES, BadImage, BadImagesError, DataError
+from swinkit.data.memory import DecodedImageDataset, decode_into_memory, in_memory
 from swinkit.data.imagesets import (
     ArrayImageDataset,
     FileImageDataset,
@@ -86,6 +87,7 @@ def load_data(
     skip_bad_images: bool = False,
     verify: bool = True,
     workers: int | None = None,
+    keep_in_memory: int | None = None,
 ) -> DataBundle:
     """Read a training source (and a validation source, or split one off) and check every image.
 
@@ -95,6 +97,9 @@ def load_data(
     fraction of ``data`` (0: no validation set). With ``verify`` (the default) every image is
     decoded first, in ``workers`` threads: unreadable ones raise :class:`BadImagesError`
     listing them, or with ``skip_bad_images`` are left out and counted in ``skipped``.
+    With ``keep_in_memory`` (a byte limit) that decoding keeps the pixels when training and
+    validation images together take at most that much, as uint8
+    (:func:`~swinkit.data.memory.decode_into_memory`), so that no file is read again.
     Raises :class:`DataError` for a source that is missing, empty, has an empty class or a
     single class, or (a CSV) names files that do not exist.
     """
@@ -117,7 +122,7 @@ def load_data(
 
     bad: list[BadImage] = []
     if verify:
-        train, validation, bad = _drop_unreadable(train, validation, skip_bad_images, workers)
+        train, validation, bad = _drop_unreadable(train, validation, skip_bad_images, workers, keep_in_memory)
 
     if val is None and val_split > 0:
         train_rows, val_rows = stratified_split(train.labels, val_split, seed)
@@ -326,10 +331,17 @@ def _from_hf(table: Any, origin: str, classes: Sequence[str] | None) -> HFImageD
 
 
 def _drop_unreadable(
-    train: ImageDataset, val: ImageDataset | None, skip: bool, workers: int | None
+    train: ImageDataset, val: ImageDataset | None, skip: bool, workers: int | None, keep: int | None = None
 ) -> tuple[ImageDataset, ImageDataset | None, list[BadImage]]:
-    """Scan train and val; raise on unreadable images (both sets in one report) or drop them."""
-    found = {"train": scan_images(train, workers=workers), "val": scan_images(val, workers=workers) if val else []}
+    """Scan train and val (decoding them into memory within ``keep`` bytes); raise on unreadable images or drop them."""
+    if keep is None:
+        found = {"train": scan_images(train, workers=workers), "val": scan_images(val, workers=workers) if val else []}
+    else:
+        train, found_train = decode_into_memory(train, keep, workers=workers)
+        left = keep - (train.nbytes if isinstance(train, DecodedImageDataset) else 0)
+        found = {"train": found_train, "val": []}
+        if val is not None:
+            val, found["val"] = decode_into_memory(val, left if in_memory(train) else 0, workers=workers)
     bad = [item for items in found.values() for _, item in items]
     if not bad:
         return train, val, []

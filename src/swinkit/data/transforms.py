@@ -22,13 +22,24 @@ from torchvision.transforms import v2
 from swinkit.data.images import DataError
 from swinkit.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AugmentConfig", "Preprocessing", "TransformedDataset", "build_transforms"]
+__all__ = [
+    "CROPS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AugmentConfig",
+    "Preprocessing",
+    "TransformedDataset",
+    "build_transforms",
+    "eval_geometry",
+]
 
 INTERPOLATIONS = {
     "nearest": v2.InterpolationMode.NEAREST,
     "bilinear": v2.InterpolationMode.BILINEAR,
     "bicubic": v2.InterpolationMode.BICUBIC,
 }
+#: Training crops: RandomResizedCrop, or pad-and-crop (see :class:`AugmentConfig`).
+CROPS = ("resized", "pad")
 _RAND_AUGMENT = re.compile(r"rand(-m(?P<m>\d+)|-n(?P<n>\d+)|-mstd(?P<mstd>[\d.]+))*")
 
 
@@ -36,8 +47,11 @@ _RAND_AUGMENT = re.compile(r"rand(-m(?P<m>\d+)|-n(?P<n>\d+)|-mstd(?P<mstd>[\d.]+
 class AugmentConfig:
     """Training augmentation; every step can be switched off for data where it makes no sense.
 
-    ``scale`` and ``ratio`` bound RandomResizedCrop (``(1, 1)`` and ``(1, 1)`` keep the whole
-    image of a square picture). ``hflip`` is the flip probability (0 disables it; do so for
+    ``crop`` is ``"resized"`` (RandomResizedCrop, whose area and aspect ratio ``scale`` and
+    ``ratio`` bound; ``(1, 1)`` and ``(1, 1)`` keep the whole image of a square picture) or
+    ``"pad"`` (the image resized as for evaluation, padded by ``pad`` pixels on each side by
+    reflection, and a random crop of the input size taken: shifts of up to ``pad`` pixels,
+    the usual small-image augmentation). ``hflip`` is the flip probability (0 disables it; do so for
     digits or text). ``auto_augment`` is ``"none"``, ``"trivial"`` (TrivialAugmentWide),
     ``"randaugment"`` (2 ops at magnitude 9) or a timm-style ``"rand-m9-n2-mstd0.5"``. The
     magnitude uses timm's scale, on which 10 is the strongest (torchvision's RandAugment with
@@ -51,6 +65,8 @@ class AugmentConfig:
 
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    crop: str = "resized"
+    pad: int = 4
     hflip: float = 0.5
     auto_augment: str = "rand-m9-mstd0.5"
     re_prob: float = 0.25
@@ -65,6 +81,10 @@ class AugmentConfig:
             raise DataError(f"scale must be (low, high) with 0 < low <= high <= 1, got {self.scale}")
         if len(self.ratio) != 2 or not 0.0 < self.ratio[0] <= self.ratio[1]:
             raise DataError(f"ratio must be (low, high) with 0 < low <= high, got {self.ratio}")
+        if self.crop not in CROPS:
+            raise DataError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+        if self.pad < 0:
+            raise DataError(f"pad is a number of pixels >= 0, got {self.pad}")
         for name in ("hflip", "re_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DataError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
@@ -97,7 +117,8 @@ def build_transforms(train: bool, pre: Preprocessing, aug: AugmentConfig | None 
     """The per-image transform, PIL image -> normalised ``pre.input_size`` float32 tensor.
 
     Train: convert mode, RandomResizedCrop(``img_size``, ``aug.scale``, ``aug.ratio``,
-    antialiased), horizontal flip, RandAugment / TrivialAugmentWide (filling with the mean
+    antialiased) or, with ``aug.crop == "pad"``, the evaluation resize and a random crop of
+    the image padded by ``aug.pad`` pixels (reflected), horizontal flip, RandAugment / TrivialAugmentWide (filling with the mean
     colour), to float in 0..1, Normalize(``pre.mean``, ``pre.std``), RandomErasing with
     per-pixel normal noise (timm's "pixel" mode). Steps whose ``aug`` flag is 0 or ``"none"`` are
     left out; ``aug=None`` means ``AugmentConfig()``. Eval (``aug`` unused): convert mode,
@@ -108,13 +129,14 @@ def build_transforms(train: bool, pre: Preprocessing, aug: AugmentConfig | None 
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(pre.mean, pre.std)]
     height, width = pre.img_size
     if not train:
-        # A square input resizes the shorter side (keeping the aspect ratio), as timm does.
-        scaled = (int(height / pre.crop_pct), int(width / pre.crop_pct))
-        resize = v2.Resize(scaled[0] if height == width else scaled, interpolation=interpolation, antialias=True)
-        return v2.Compose([ConvertMode(pre.mode), resize, v2.CenterCrop((height, width)), *to_tensor])
+        return v2.Compose([*eval_geometry(pre), *to_tensor])
     aug = AugmentConfig() if aug is None else aug
-    crop = v2.RandomResizedCrop((height, width), aug.scale, aug.ratio, interpolation=interpolation, antialias=True)
-    steps: list[Callable] = [ConvertMode(pre.mode), crop]
+    if aug.crop == "pad":
+        pad = [v2.RandomCrop((height, width), padding=aug.pad, padding_mode="reflect")] if aug.pad else []
+        steps: list[Callable] = [*eval_geometry(pre), *pad]
+    else:
+        crop = v2.RandomResizedCrop((height, width), aug.scale, aug.ratio, interpolation=interpolation, antialias=True)
+        steps = [ConvertMode(pre.mode), crop]
     if aug.hflip > 0:
         steps.append(v2.RandomHorizontalFlip(aug.hflip))
     auto = _auto_augment(aug.auto_augment, interpolation, fill=[round(255 * m) for m in pre.mean])
@@ -124,6 +146,20 @@ def build_transforms(train: bool, pre: Preprocessing, aug: AugmentConfig | None 
     if aug.re_prob > 0:
         steps.append(v2.RandomErasing(p=aug.re_prob, value="random"))
     return v2.Compose(steps)
+
+
+def eval_geometry(pre: Preprocessing) -> list[Callable]:
+    """Mode conversion, resize and centre crop of the evaluation transform: PIL image -> PIL image.
+
+    The shorter side of a square input is resized to ``int(img_size / crop_pct)`` (keeping
+    the aspect ratio, as timm does); a rectangular one resizes both sides by ``1 / crop_pct``.
+    Then the centre ``img_size`` is cropped.
+    """
+    height, width = pre.img_size
+    scaled = (int(height / pre.crop_pct), int(width / pre.crop_pct))
+    interpolation = INTERPOLATIONS[pre.interpolation]
+    resize = v2.Resize(scaled[0] if height == width else scaled, interpolation=interpolation, antialias=True)
+    return [ConvertMode(pre.mode), resize, v2.CenterCrop((height, width))]
 
 
 class TransformedDataset(Dataset):

@@ -1,6 +1,6 @@
 """The Swin model: pure PyTorch, no I/O."""
 
-from swinkit.model.registry import ALIASES, VARIANTS, create_model, get_config, list_models
+from swinkit.model.registry import ALIASES, COMPACT, VARIANTS, create_model, get_config, list_models
 from swinkit.model.swin import SwinConfig, SwinTransformer
 
-__all__ = ["ALIASES", "VARIANTS", "SwinConfig", "SwinTransformer", "create_model", "get_config", "list_models"]
+__all__ = ["ALIASES", "COMPACT", "VARIANTS", "SwinConfig", "SwinTransformer", "create_model", "get_config", "list_models"]

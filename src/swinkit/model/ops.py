@@ -400,8 +400,11 @@ def window_attention(
     when given. Returns ``(B*nW, N, heads*d)``, the input of the block's output projection.
     """
     batch_windows, heads, n, head_dim = q.shape
-    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and attn_drop == 0.0:
-        # In 16-bit on CPUs, batched matmuls and softmax beat the fused kernel with a mask.
+    low_precision = q.dtype in (torch.bfloat16, torch.float16)
+    if q.device.type == "cpu" and (low_precision or torch.is_grad_enabled()) and attn_drop == 0.0:
+        # On CPUs, batched matmuls and softmax beat the fused kernel with a mask in 16-bit, and
+        # in training, where the bias's gradient keeps the kernel on its unfused path anyway:
+        # that path copies the masks once per image and adds passes for fully masked rows.
         logits = _logits(q, k, additive, scale)
         # Softmax in the 16-bit type itself (the CPU kernel accumulates in fp32): autocast
         # would otherwise cast the logits to fp32 and the weights back, two copies each.

@@ -20,6 +20,19 @@ _SIZES: Mapping[str, dict[str, object]] = {
 _LONG_NAMES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
 _RESOLUTIONS = {224: 7, 384: 12}
 
+#: Compact variants for training from scratch on small images, smallest first: the ladder the
+#: data-chosen recipe (:mod:`swinkit.train.recipe`) climbs. Three stages, patch 2, window 4,
+#: registered at 32x32 with 10 classes (0.57 M, 1.27 M, 3.83 M and 12.1 M parameters;
+#: 0.021, 0.046, 0.107 and 0.297 GFLOPs). The head dimension is 16 up to pico, 32 (Swin-T's)
+#: for nano, which is Swin-T's first three stages.
+_COMPACT: Mapping[str, dict[str, object]] = {
+    "swin_atto": {"embed_dim": 32, "depths": (2, 2, 2), "num_heads": (2, 4, 8), "drop_path_rate": 0.05},
+    "swin_femto": {"embed_dim": 48, "depths": (2, 2, 2), "num_heads": (3, 6, 12), "drop_path_rate": 0.1},
+    "swin_pico": {"embed_dim": 64, "depths": (2, 2, 4), "num_heads": (4, 8, 16), "drop_path_rate": 0.1},
+    "swin_nano": {"embed_dim": 96, "depths": (2, 2, 6), "num_heads": (3, 6, 12), "drop_path_rate": 0.2},
+}
+_COMPACT_BASE = {"img_size": 32, "patch_size": 2, "window_size": 4, "num_classes": 10}
+
 
 def _build_variants() -> tuple[dict[str, SwinConfig], dict[str, str]]:
     variants: dict[str, SwinConfig] = {}
@@ -29,6 +42,8 @@ def _build_variants() -> tuple[dict[str, SwinConfig], dict[str, str]]:
             name = f"swin_{size}" if img_size == 224 else f"swin_{size}_{img_size}"
             variants[name] = SwinConfig(img_size=img_size, window_size=window, **fields)  # type: ignore[arg-type]
             aliases[f"swin_{_LONG_NAMES[size]}_patch4_window{window}_{img_size}"] = name
+    for name, fields in _COMPACT.items():
+        variants[name] = SwinConfig(**_COMPACT_BASE, **fields)  # type: ignore[arg-type]
     return variants, aliases
 
 
@@ -84,6 +99,8 @@ _ALIASES.update(_V2_ALIASES)
 VARIANTS: Mapping[str, SwinConfig] = MappingProxyType(_VARIANTS)
 #: timm-style names mapped to canonical ones (read-only).
 ALIASES: Mapping[str, str] = MappingProxyType(_ALIASES)
+#: The compact ladder for small images, smallest first (names in :data:`VARIANTS`).
+COMPACT: tuple[str, ...] = tuple(_COMPACT)
 
 
 def list_models(include_aliases: bool = False) -> list[str]:

@@ -1,9 +1,11 @@
 """Training settings, and the recipes that fill the ones a user leaves unset.
 
-Three recipes: ``scratch`` (the paper's ImageNet-1k recipe, for training from random
-weights), ``finetune`` (the Hugging Face image-classification example's, used with
-``pretrained``), and ``digits`` (the built-in data set, with a small Swin suited to 8x8
-images, so that ``swinkit train`` with no arguments trains well in a couple of minutes).
+Four recipes (``recipe``, ``--recipe``): ``auto`` (the default for training from scratch:
+a compact Swin and its settings chosen from the data, :mod:`swinkit.train.recipe`),
+``imagenet`` (the paper's ImageNet-1k recipe; :data:`SCRATCH`), ``finetune`` (the Hugging
+Face image-classification example's, the default with ``pretrained``), and ``digits``
+(the built-in data set, with a small Swin suited to 8x8 images, so that ``swinkit train``
+with no arguments trains well in a couple of minutes).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from swinkit.data.transforms import CROPS, AugmentConfig
+from swinkit.train.recipe import AUTO_FIXED, DEFAULT_BUDGET
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTS = ("randaugment", "trivial", "none")
+RECIPES = ("auto", "imagenet", "finetune", "digits")
 
 #: The paper's recipe (the brief's "Training recipe"): lr 1e-3 at batch 1024, scaled linearly.
 SCRATCH = MappingProxyType(
@@ -36,6 +42,7 @@ SCRATCH = MappingProxyType(
         "mixup": 0.8,
         "cutmix": 1.0,
         "hflip": 0.5,
+        "crop": "resized",
         "scale": (0.08, 1.0),
     }
 )
@@ -59,6 +66,7 @@ FINETUNE = MappingProxyType(
         "mixup": 0.0,
         "cutmix": 0.0,
         "hflip": 0.5,
+        "crop": "resized",
         "scale": (0.08, 1.0),
     }
 )
@@ -92,6 +100,7 @@ DIGITS = MappingProxyType(
         "mixup": 0.0,
         "cutmix": 0.0,
         "hflip": 0.0,
+        "crop": "resized",
         "scale": (1.0, 1.0),
         "mean": (0.305,),
         "std": (0.375,),
@@ -109,9 +118,16 @@ class TrainConfig:
     ``lora`` > 0 fine-tunes LoRA adapters of that rank (see :mod:`swinkit.train.lora`) on
     the ``lora_targets`` layers of every block, scaled by ``lora_alpha / lora`` (alpha
     defaults to the rank), plus the head; 0 trains every parameter.
+    ``time_budget`` (seconds; 0 for none) fits the epochs to a wall-clock budget when
+    ``epochs`` is not given (the ``auto`` recipe defaults to 10 minutes).
+    ``memory_limit`` (bytes) bounds the decoded images kept in memory (default: 4 GiB or
+    half the free memory; 0 reads the files every epoch). ``crop`` is ``"resized"``
+    (RandomResizedCrop over ``scale``) or ``"pad"`` (pad by ``pad`` pixels and crop).
     """
 
     data: str | None = None
+    recipe: str | None = None
+    time_budget: float | None = None
     val: str | None = None
     val_split: float = 0.1
     model: str | None = None
@@ -136,6 +152,8 @@ class TrainConfig:
     mixup: float | None = None
     cutmix: float | None = None
     hflip: float | None = None
+    crop: str | None = None
+    pad: int | None = None
     scale: tuple[float, float] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -150,6 +168,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     workers: int | None = None
+    memory_limit: int | None = None
     skip_bad_images: bool = False
     quiet: bool = False
     device: str | None = None
@@ -160,25 +179,36 @@ class TrainConfig:
 
     @property
     def recipe_name(self) -> str:
-        """``digits``, ``finetune`` or ``scratch``: which recipe fills the unset fields."""
+        """The recipe that fills the unset fields: ``recipe`` when given, else ``digits`` without
+        data, ``finetune`` with ``pretrained``, ``auto`` otherwise."""
+        if self.recipe is not None:
+            return self.recipe
         if self.data in (None, "digits"):
             return "digits"
-        return "finetune" if self.pretrained else "scratch"
+        return "finetune" if self.pretrained else "auto"
 
     def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` filled from the recipe, validated."""
-        recipe = {"digits": DIGITS, "finetune": FINETUNE, "scratch": SCRATCH}[self.recipe_name]
-        filled = dataclasses.replace(self)
+        """A copy with every ``None`` the recipe fixes filled, validated.
+
+        The ``auto`` recipe fixes only :data:`~swinkit.train.recipe.AUTO_FIXED` and the time
+        budget here; the rest is chosen from the data when training starts
+        (:func:`swinkit.train.recipe.from_data`).
+        """
+        name = self.recipe_name
+        if name not in RECIPES:
+            raise ValueError(f"recipe {name!r} is not one of {', '.join(RECIPES)}")
+        recipe = {"digits": DIGITS, "finetune": FINETUNE, "imagenet": SCRATCH, "auto": AUTO_FIXED}[name]
+        filled = dataclasses.replace(self, recipe=name)
         for key, value in recipe.items():
             if key == "model_overrides":
                 if self.model is None:
                     filled.model_overrides = dict(value) | dict(self.model_overrides)
             elif getattr(filled, key, None) is None:
                 setattr(filled, key, value)
+        if name == "auto" and filled.time_budget is None and filled.epochs is None:
+            filled.time_budget = DEFAULT_BUDGET
         if filled.layer_decay is None:
             filled.layer_decay = 1.0
-        if filled.workers is None:
-            filled.workers = 2
         filled.validate()
         return filled
 
@@ -186,8 +216,23 @@ class TrainConfig:
         """Raise ValueError naming a setting that cannot work and what is accepted."""
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.auto_augment not in AUGMENTS:
-            raise ValueError(f"auto_augment {self.auto_augment!r} is not one of {', '.join(AUGMENTS)}")
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise ValueError(f"recipe {self.recipe!r} is not one of {', '.join(RECIPES)}")
+        if self.recipe == "auto" and self.pretrained:
+            raise ValueError(
+                "recipe 'auto' trains from scratch; with pretrained weights use recipe 'finetune' (the default)"
+            )
+        if self.auto_augment is not None and self.auto_augment not in AUGMENTS:
+            try:
+                AugmentConfig(auto_augment=self.auto_augment)
+            except ValueError as error:
+                raise ValueError(f"auto_augment {self.auto_augment!r}: {error}") from None
+        if self.crop is not None and self.crop not in CROPS:
+            raise ValueError(f"crop {self.crop!r} is not one of {', '.join(CROPS)}")
+        for name in ("pad", "time_budget", "memory_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "accum_steps": self.accum_steps}
         for name, value in positive.items():
             if value is not None and value < 1:
@@ -221,6 +266,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training setting(s) {unknown}; accepted: {sorted(fields)}")
         values = dict(data)
+        if "recipe" not in values:
+            # Runs written before recipes had names: the recipe their settings came from.
+            digits = values.get("data") in (None, "digits")
+            values["recipe"] = "digits" if digits else "finetune" if values.get("pretrained") else "imagenet"
         for key in ("scale", "mean", "std"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])

@@ -8,9 +8,11 @@ stepped once per optimiser step.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from swinkit.model import SwinTransformer
 
@@ -82,6 +84,27 @@ def build_optimizer(
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
 
+class WarmupCosine:
+    """The learning-rate factor at a step: linear warm-up, then a cosine down to a floor.
+
+    From ``WARMUP_START`` to 1 over ``warmup`` steps, then ``floor + (1 - floor) * (1 + cos(pi * t)) / 2``
+    with ``t`` going from 0 to 1 at step ``total``; ``floor`` is ``min_lr`` over the group's
+    peak rate. A callable object, so that :class:`~torch.optim.lr_scheduler.LambdaLR` keeps
+    its fields (and a shortened length) in its state.
+    """
+
+    def __init__(self, warmup: int, total: int, floor: float) -> None:
+        self.warmup = warmup
+        self.total = total
+        self.floor = floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return WARMUP_START + (1.0 - WARMUP_START) * step / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(self.total - self.warmup, 1))
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr: float
 ) -> LRScheduler:
@@ -90,8 +113,19 @@ def build_scheduler(
     The schedule is stepped once per optimiser step; ``total_steps`` counts those steps.
     """
     warmup_steps = min(max(warmup_steps, 0), max(total_steps - 1, 0))
-    cosine = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup_steps, 1), eta_min=min_lr)
-    if warmup_steps == 0:
-        return cosine
-    warmup = LinearLR(optimizer, start_factor=WARMUP_START, end_factor=1.0, total_iters=warmup_steps)
-    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+    factors = [WarmupCosine(warmup_steps, total_steps, min_lr / group["lr"]) for group in optimizer.param_groups]
+    return LambdaLR(optimizer, factors)
+
+
+def set_total_steps(scheduler: LRScheduler, total_steps: int) -> None:
+    """Make :func:`build_scheduler`'s schedule end after ``total_steps`` steps (to shorten a run under way).
+
+    The warm-up shrinks in proportion; from the current step the rate follows the
+    shortened schedule. The new length is part of the scheduler's state, so a resumed run
+    keeps it.
+    """
+    if not isinstance(scheduler, LambdaLR) or not all(isinstance(f, WarmupCosine) for f in scheduler.lr_lambdas):
+        raise ValueError(f"expected the schedule of build_scheduler, got {type(scheduler).__name__}")
+    for factor in scheduler.lr_lambdas:
+        factor.warmup = min(factor.warmup, round(factor.warmup * total_steps / max(factor.total, 1)))
+        factor.total = total_steps

@@ -1,0 +1,430 @@
+"""Training from scratch on small images: the data-chosen recipe, time budgets, progress, the in-memory data path."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from swinkit.cli import main
+from swinkit.data import AugmentConfig, Preprocessing, build_transforms, load_data
+from swinkit.data.images import DataError
+from swinkit.data.memory import DecodedImageDataset, decode_into_memory, format_size, parse_size
+from swinkit.data.profile import DataProfile, MirrorTest, mirror_test, profile_data
+from swinkit.data.tensors import BatchAugment, TensorBatches, fits_as_tensor, resized_crop_boxes, stack_images
+from swinkit.train import loop, recipe
+from swinkit.train.config import TrainConfig
+from swinkit.train.timing import (
+    ProgressLog,
+    epoch_seconds,
+    fit_epochs,
+    format_duration,
+    parse_duration,
+    refit,
+    time_calls,
+)
+
+
+def profile(count: int, side: int, channels: int = 3, mirror: MirrorTest | None = None) -> DataProfile:
+    return DataProfile(
+        count=count,
+        num_classes=10,
+        smallest_class=count // 10,
+        height=side,
+        width=side,
+        channels=channels,
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        mirror=mirror or MirrorTest(accuracy=0.6, mirrored=0.58, chance=0.1),
+    )
+
+
+def shapes_folder(root: Path, per_class: int = 12, size: int = 20, seed: int = 0) -> Path:
+    """Three classes that mirroring does not change: a bright disc, a bright ring, a bright square, on noise."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    for name in ("disc", "ring", "square"):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            centre = (size - 1) / 2 + rng.uniform(-2, 2, 2)
+            radius = np.hypot(rows - centre[0], cols - centre[1])
+            shape = {
+                "disc": radius < size / 4,
+                "ring": (radius > size / 5) & (radius < size / 3),
+                "square": (np.abs(rows - centre[0]) < size / 4) & (np.abs(cols - centre[1]) < size / 4),
+            }[name]
+            pixels = rng.normal(40, 20, (size, size, 3)) + 180 * shape[..., None]
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / name / f"{index}.png")
+    return root
+
+
+# --- the recipe's choices --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("side", "expected", "maps"),
+    [
+        (8, (8, 1, 4, 2), (8, 4)),  # the built-in digits: one token per pixel, two stages
+        (28, (32, 2, 4, 3), (16, 8, 4)),  # MNIST-sized: rounded up to 32
+        (32, (32, 2, 4, 3), (16, 8, 4)),
+        (36, (32, 2, 4, 3), (16, 8, 4)),
+        (48, (48, 2, 6, 3), (24, 12, 6)),
+        (64, (64, 4, 4, 3), (16, 8, 4)),
+        (96, (96, 4, 6, 3), (24, 12, 6)),
+        (500, (224, 4, 7, 4), (56, 28, 14, 7)),  # large images: at most 224, as Swin-T
+    ],
+)
+def test_input_size_is_the_data_size_rounded_to_what_patch_and_window_tile(side, expected, maps):
+    geometry = recipe.choose_geometry(side)
+    assert (geometry.img_size, geometry.patch, geometry.window, geometry.stages) == expected
+    assert geometry.maps == maps
+    assert recipe.tiles(geometry.maps, geometry.window, fixed_stages=False)
+
+
+def test_geometry_keeps_what_a_named_model_fixes():
+    assert recipe.choose_geometry(200, patch=4, window=7, stages=4) == recipe.Geometry(224, 4, 7, 4)
+    # A given --img-size stays; only patch, window and stages are chosen for it.
+    assert recipe.choose_geometry(30, fixed_size=True) == recipe.Geometry(30, 2, 4, 3)
+
+
+def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
+    assert [recipe.choose_rung(n) for n in (300, 1617, 9999, 10000, 50000)] == [
+        "swin_atto", "swin_femto", "swin_femto", "swin_pico", "swin_nano",
+    ]  # fmt: skip
+    assert [recipe.choose_batch(n) for n in (48, 1617, 3000, 5000, 50000)] == [16, 32, 64, 64, 128]
+    assert recipe.choose_lr(64) == 2e-3 and recipe.choose_lr(16) == pytest.approx(2e-3 / 2**0.5)
+    assert recipe.choose_warmup(40, 51) == 2.0  # 5% of 40 epochs = 2 epochs >= 100 steps
+    assert recipe.choose_warmup(10, 20) == 2.0  # 100 steps would be 5 epochs: capped at a fifth of the run
+    assert recipe.choose_regularisation(20)[0] == "none"
+    level, light = recipe.choose_regularisation(80)
+    assert level == "light" and light["auto_augment"] == "rand-m5-n2" and light["mixup"] == 0.2
+    assert recipe.choose_regularisation(200)[1] == {
+        "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
+    }  # fmt: skip
+    assert recipe.rung_overrides("swin_femto", 2) == {"depths": (2, 2), "num_heads": (3, 6)}
+    assert recipe.rung_overrides("swin_atto", 4) == {"depths": (2, 2, 2, 2), "num_heads": (2, 4, 8, 16)}
+
+
+def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
+    grey_digits = profile(1617, 8, channels=1, mirror=MirrorTest(accuracy=0.89, mirrored=0.35, chance=0.1, tested=809))
+    config, choices, rungs = recipe.from_data(TrainConfig(data="d").resolved(), grey_digits)
+    assert config.model == "swin_femto" and rungs == ["swin_femto", "swin_atto"]
+    assert config.img_size == 8 and config.batch_size == 32 and config.lr == 2e-3
+    overrides = config.model_overrides
+    assert (overrides["patch_size"], overrides["window_size"], overrides["in_chans"]) == (1, 4, 1)
+    assert overrides["depths"] == (2, 2) and overrides["num_heads"] == (3, 6)  # two stages for an 8x8 map
+    assert config.crop == "pad" and config.pad == 1 and config.hflip == 0.0
+    assert config.mean == (0.5,) and config.std == (0.25,)
+    lines = {choice.setting: str(choice) for choice in choices}
+    assert set(lines) == {"recipe", "input size", "patch, window", "channels", "normalise", "model", "batch",
+                          "learning rate", "crop", "flip"}  # fmt: skip
+    assert "89% on the images, 35% mirrored" in lines["flip"] and lines["flip"].endswith("[--hflip]")
+    assert "token maps 8x8, 4x4 over 2 stages" in lines["patch, window"]
+    for choice in choices:
+        assert choice.reason and choice.flag.startswith("--")
+    timed, more = recipe.after_timing(config, 30, 51, "as many as fit in 1m15s")
+    assert timed.epochs == 30 and timed.warmup_epochs == 1.96 and timed.auto_augment == "none"
+    assert [c.setting for c in more] == ["epochs", "warm-up", "augment"]
+
+
+def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
+    photos = profile(50000, 96, channels=3)
+    config, choices, _ = recipe.from_data(TrainConfig(data="d").resolved(), photos)
+    assert config.model == "swin_nano" and config.img_size == 96 and config.batch_size == 128
+    assert config.model_overrides["window_size"] == 6 and config.model_overrides["in_chans"] == 3
+    assert config.crop == "resized" and config.scale == (0.35, 1.0) and config.hflip == 0.5
+
+
+def test_given_settings_stay_and_are_reported_as_given():
+    given = TrainConfig(data="d", model="swin_t", img_size=40, batch_size=8, lr=1e-4, hflip=1.0, crop="resized")
+    config, choices, rungs = recipe.from_data(given.resolved(), profile(500, 36))
+    assert (config.model, config.img_size, config.batch_size, config.lr, config.hflip) == ("swin_t", 40, 8, 1e-4, 1.0)
+    assert rungs == [] and "patch_size" not in config.model_overrides  # the named model keeps its own
+    reasons = {choice.setting: choice.reason for choice in choices}
+    assert reasons["model"] == "given" and reasons["input size"] == "given"
+    assert "batch" not in reasons and "flip" not in reasons
+
+
+def test_mirror_test_tells_digits_from_symmetric_shapes(tmp_path):
+    digits = profile_data(load_data("digits", val_split=0).train)
+    assert digits.channels == 1 and (digits.height, digits.width) == (8, 8)
+    assert digits.mean == pytest.approx((0.305,), abs=0.002) and digits.std == pytest.approx((0.376,), abs=0.002)
+    assert digits.mirror.conclusive and not digits.mirror.keeps_classes
+    shapes = profile_data(load_data(str(shapes_folder(tmp_path)), val_split=0).train)
+    assert shapes.channels == 3 and shapes.count == 36 and shapes.smallest_class == 12
+    assert shapes.mirror.conclusive and shapes.mirror.keeps_classes
+    # Classes that are each other's mirror image: mirroring sends every image to the other class.
+    arrow = np.zeros((8, 8), np.uint8)
+    arrow[3:5, :6] = 255
+    arrow[1:7, 5] = 255
+    images = [np.roll(arrow, shift, axis=0) for shift in (-1, 0, 1)] * 4
+    both = images + [image[:, ::-1] for image in images]
+    test = mirror_test(both, [0] * 12 + [1] * 12)
+    assert test.accuracy == 1.0 and test.mirrored == 0.0 and test.tested == 12 and not test.keeps_classes
+    # The same drop on a handful of images is not enough to give up flips.
+    assert MirrorTest(accuracy=0.75, mirrored=0.25, chance=1 / 3, tested=4).keeps_classes
+    assert not MirrorTest(accuracy=0.75, mirrored=0.25, chance=1 / 3, tested=100).keeps_classes
+
+
+# --- time -------------------------------------------------------------------------------------
+
+
+def test_durations_parse_and_print():
+    assert [parse_duration(t) for t in ("90s", "10m", "1h30m", "2h", "1d", "1.5m", "none")] == [
+        90, 600, 5400, 7200, 86400, 90, 0,
+    ]  # fmt: skip
+    for bad in ("10", "10x", "m", "", "-5m"):
+        with pytest.raises(ValueError, match="like 90s, 10m, 1h30m"):
+            parse_duration(bad)
+    assert [format_duration(s) for s in (4.2, 45, 185, 7800, 353000)] == ["4.2s", "45s", "3m05s", "2h10m", "4d02h"]
+    assert parse_size("512MB") == 512 * 2**20 and parse_size("1.5GiB") == 3 * 2**29 and parse_size("0") == 0
+    assert format_size(3 * 2**20) == "3.0 MB"
+    with pytest.raises(DataError, match="500MB, 4GB"):
+        parse_size("lots")
+
+
+def test_epochs_fit_the_budget_and_shrink_when_epochs_are_slower():
+    # 50 steps of 0.2 s, 500 validation images at 2 ms, 0.3 s to save: 11.3 s an epoch.
+    per_epoch = epoch_seconds(50, 0.2, 500, 0.002, 0.3)
+    assert per_epoch == pytest.approx(11.3)
+    assert fit_epochs(600, elapsed=12, per_epoch=per_epoch, final_seconds=2, max_epochs=300) == 51
+    assert fit_epochs(600, 12, per_epoch, 2, max_epochs=40) == 40
+    assert fit_epochs(10, 12, per_epoch, 2, 300) == 1  # at least one epoch
+    # On plan: nothing changes. 20% slower after 10 of 51 epochs: as many as still fit.
+    assert refit(600, elapsed=125, done=10, planned=51, per_epoch=11.3, final_seconds=2) == 51
+    assert refit(600, elapsed=150, done=10, planned=51, per_epoch=13.6, final_seconds=2) == 10 + 32
+    assert refit(600, elapsed=599, done=45, planned=51, per_epoch=13.6, final_seconds=2) == 45  # stop now
+    assert refit(600, elapsed=100, done=10, planned=51, per_epoch=5.0, final_seconds=2) == 51  # never longer
+
+
+def test_time_calls_takes_the_median_after_warmup():
+    ticks = iter([0.0, 1.0, 10.0, 12.0, 20.0, 29.0])  # the warm-up call is not timed
+    calls = []
+    median = time_calls(lambda: calls.append(1), warmup=1, repeats=3, clock=lambda: next(ticks) * 0.1)
+    assert median == pytest.approx(0.2) and len(calls) == 4  # the median of 0.1, 0.2, 0.9
+
+
+def test_progress_lines_come_at_the_interval_away_from_a_terminal():
+    now = [100.0]
+    out = io.StringIO()
+    log = ProgressLog(interactive=False, clock=lambda: now[0], start=100.0, interval=30.0, stream=out)
+    log.planned_epoch, log.final_seconds = 60.0, 2.0
+    log.epoch_started()
+    for batch in range(1, 11):
+        now[0] += 7.0  # 7 s a batch: lines after batches 5 (35 s) and 10 (70 s, 30 s or more after the first)
+        log.batch_done(epoch=1, epochs=3, batch=batch, batches=10, loss=2.0 - batch / 10)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "epoch 1/3  batch 5/10  train loss 1.5000  elapsed 35s, remaining ~2m37s",
+        "epoch 1/3  batch 10/10  train loss 1.0000  elapsed 1m10s, remaining ~2m02s",
+    ]  # remaining: the rest of this epoch at its pace, 2 planned epochs of 60 s, 2 s after the last
+    assert log.epoch_ended() == pytest.approx(70.0)
+    assert log.per_epoch() == pytest.approx(70.0) and log.remaining(2) == pytest.approx(142.0)
+    quiet_terminal = ProgressLog(interactive=True, clock=lambda: now[0], interval=1.0, stream=out)
+    now[0] += 100
+    quiet_terminal.batch_done(1, 1, 1, 2, 1.0)  # a terminal has its progress bar instead
+    assert len(out.getvalue().splitlines()) == 2
+    # Between batches (a long batch, an evaluation, the timing of steps) the heartbeat's beat says what runs.
+    log.set_activity("epoch 1/3  evaluating")
+    log.beat()  # 100 s since the last line
+    now[0] += 29.0
+    log.beat()
+    assert out.getvalue().splitlines()[2:] == ["epoch 1/3  evaluating  elapsed 2m50s"]
+    now[0] += 1.0
+    log.beat()
+    assert out.getvalue().splitlines()[3:] == ["epoch 1/3  evaluating  elapsed 3m20s"]
+    log.set_activity(None)
+    now[0] += 60.0
+    log.beat()
+    assert len(out.getvalue().splitlines()) == 4
+
+
+def test_heartbeat_thread_prints_during_a_long_step():
+    out = io.StringIO()
+    log = ProgressLog(interactive=False, interval=0.05, stream=out)
+    log.set_activity("timing a few training steps of swin_femto")
+    log.start_heartbeat(period=0.01)
+    try:
+        deadline = time.monotonic() + 10
+        while out.getvalue().count("timing a few") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        log.stop_heartbeat()
+    assert out.getvalue().count("timing a few training steps of swin_femto  elapsed") >= 2
+    assert log._thread is None
+
+
+# --- images in memory --------------------------------------------------------------------------
+
+
+def test_decoded_once_images_equal_the_files_and_respect_the_limit(tmp_path):
+    root = shapes_folder(tmp_path / "shapes", per_class=4)
+    (root / "disc" / "grey.png").parent.mkdir(exist_ok=True)
+    Image.fromarray(np.arange(400, dtype=np.uint8).reshape(20, 20)).save(root / "disc" / "grey.png")
+    files = load_data(str(root), val_split=0).train
+    kept = load_data(str(root), val_split=0, keep_in_memory=2**20).train
+    assert isinstance(kept, DecodedImageDataset) and len(kept) == len(files) == 13
+    assert kept.nbytes == 12 * 20 * 20 * 3 + 20 * 20
+    for index in range(len(files)):
+        expected, label = files[index]
+        image, kept_label = kept[index]
+        assert label == kept_label and image.mode == ("L" if expected.mode == "L" else "RGB")
+        assert np.array_equal(np.asarray(image), np.asarray(expected))
+    too_small = load_data(str(root), val_split=0, keep_in_memory=1000).train
+    assert not isinstance(too_small, DecodedImageDataset)
+    dataset, bad = decode_into_memory(files, 0)
+    assert dataset is files and bad == []
+
+
+def test_stored_tensors_equal_the_evaluation_transform_and_augment_like_it(tmp_path):
+    root = shapes_folder(tmp_path / "shapes", per_class=3, size=18)
+    data = load_data(str(root), val_split=0, keep_in_memory=2**20)
+    pre = Preprocessing((3, 16, 16), mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), crop_pct=1.0)
+    assert fits_as_tensor(data.train, pre, 2**20) and not fits_as_tensor(data.train, pre, 1000)
+    assert not fits_as_tensor(data.train, Preprocessing((3, 8, 8), crop_pct=1.0), 2**20)  # 18 px > 1.25 x 8
+    stored = stack_images(data.train, pre)
+    evaluation = build_transforms(False, pre)
+    expected = torch.stack([evaluation(data.train[i][0]) for i in range(len(data.train))])
+    torch.testing.assert_close(BatchAugment(pre, None)(stored), expected, rtol=0, atol=1e-6)
+    # Switched-off augmentation is the evaluation transform; a whole-image resized crop too.
+    plain = AugmentConfig(scale=(1, 1), ratio=(1, 1), hflip=0.0, auto_augment="none", re_prob=0, mixup=0, cutmix=0)
+    torch.testing.assert_close(BatchAugment(pre, plain)(stored, torch.Generator()), expected, rtol=0, atol=1e-6)
+    flipped = BatchAugment(pre, dataclasses.replace(plain, hflip=1.0))(stored, torch.Generator())
+    torch.testing.assert_close(flipped, expected.flip(3), rtol=0, atol=1e-6)
+
+
+def test_pad_and_crop_reads_the_reflected_pixels_torchvision_would():
+    images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(3)
+    shifts = torch.randint(-2, 3, (2, 6), generator=torch.Generator().manual_seed(3))
+    out = BatchAugment.pad_crop(images, 2, torch.zeros(6, dtype=torch.bool), generator)
+    padded = F.pad(images.float(), (2, 2, 2, 2), mode="reflect")
+    for index, (dy, dx) in enumerate(shifts.t().tolist()):
+        expected = padded[index, :, 2 + dy : 10 + dy, 2 + dx : 10 + dx]
+        assert torch.equal(out[index].float(), expected)
+
+
+def test_resized_crop_boxes_follow_torchvision_sampling():
+    top, left, height, width = resized_crop_boxes(2000, 32, 32, (0.25, 1.0), (3 / 4, 4 / 3), torch.Generator())
+    area = (height * width).float() / 32**2
+    assert area.min() >= 0.2 and area.max() <= 1.0 and 0.55 < area.mean() < 0.7
+    assert bool(((top + height) <= 32).all() and ((left + width) <= 32).all() and (top >= 0).all())
+    aspect = width.float() / height.float()
+    assert aspect.min() >= 0.65 and aspect.max() <= 1.5
+    # Scale (1, 1) on a square image: the whole image, as torchvision's ten tries end up giving.
+    whole = resized_crop_boxes(50, 8, 8, (1.0, 1.0), (3 / 4, 4 / 3), torch.Generator())
+    assert all(bool((value == expected).all()) for value, expected in zip(whole, (0, 0, 8, 8)))
+
+
+def test_random_erasing_fills_one_box_per_image_with_noise():
+    images = torch.zeros(64, 3, 16, 16)
+    out = BatchAugment.erase(images, 1.0, torch.Generator().manual_seed(0))
+    changed = (out != 0).any(1)  # (B, H, W)
+    areas = changed.flatten(1).sum(1).float() / 256
+    assert bool((areas > 0).all()) and areas.max() <= 1 / 3 + 0.05
+    rows, cols = changed.any(2), changed.any(1)
+    assert bool((changed.flatten(1).sum(1) == rows.sum(1) * cols.sum(1)).all())  # one rectangle each
+    assert torch.equal(BatchAugment.erase(images, 0.0, torch.Generator()), images)
+
+
+def test_tensor_batches_follow_the_sampler_and_cover_every_image():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    labels = torch.arange(10)
+    pre = Preprocessing((1, 2, 2), mean=(0.0,), std=(1 / 255,), crop_pct=1.0)
+    batches = TensorBatches(images, labels, 4, [3, 1, 4, 0, 5, 9, 2, 6, 8, 7], BatchAugment(pre, None), torch.device("cpu"))
+    assert len(batches) == 3
+    seen = [(x[:, 0, 0, 0].round().long().tolist(), y.tolist()) for x, y in batches]
+    assert seen == [([3, 1, 4, 0], [3, 1, 4, 0]), ([5, 9, 2, 6], [5, 9, 2, 6]), ([8, 7], [8, 7])]
+
+
+# --- whole runs ---------------------------------------------------------------------------------
+
+
+def test_train_prints_the_chosen_recipe_and_its_time_then_trains(tmp_path, capsys):
+    root = shapes_folder(tmp_path / "shapes")
+    args = ["train", "--data", str(root), "--output", str(tmp_path / "runs"), "--name", "auto", "--epochs", "3",
+            "--set", "embed_dim=16", "--set", "depths=1,1", "--set", "num_heads=1,2"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for expected in (
+        "  recipe        auto", "  input size    24x24", "  patch, window 2, 6", "  channels      3",
+        "  model         swin_atto", "  batch         16", "  crop          pad 3 + crop", "  flip          on",
+        "  epochs        3                        given", "  augment       none",
+        "data: 33 training and 3 validation images, decoded once and kept in memory",
+        "time: about ", "epoch 3/3 ",
+    ):  # fmt: skip
+        assert expected in out, expected
+    assert out.index("  recipe") < out.index("time: about") < out.index("epoch 1/3")
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert "elapsed" in epoch_lines[0] and "remaining ~" in epoch_lines[0]
+    assert "elapsed" in epoch_lines[-1] and "remaining" not in epoch_lines[-1]
+    saved = json.loads((tmp_path / "runs" / "auto" / "config.json").read_text())
+    assert saved["train"]["recipe"] == "auto" and saved["train"]["model"] == "swin_atto"
+    assert saved["train"]["workers"] == 0 and saved["model"]["img_size"] == [24, 24]
+    assert saved["model"]["depths"] == [1, 1] and saved["preprocessing"]["crop_pct"] == 1.0
+
+
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def timed_run(tmp_path, monkeypatch):
+    """Training with made-up step times and a fake clock: femto 1 s a step, atto 0.6 s, evaluation free."""
+    clock = FakeClock()
+    seconds_per_step = {"swin_femto": 1.0, "swin_atto": 0.6}
+    monkeypatch.setattr(loop, "_now", clock)
+    monkeypatch.setattr(loop._Trainer, "_time_steps", lambda self: (seconds_per_step[self.config.model], 0.0))
+    monkeypatch.setattr(loop, "SAVE_SECONDS", 0.0)
+    monkeypatch.setattr(loop, "FINAL_SECONDS", 0.0)
+    # 33 training images make femto the ladder's rung here (atto below 10).
+    monkeypatch.setattr(recipe, "RUNG_FROM_IMAGES", {"swin_atto": 0, "swin_femto": 10, "swin_pico": 10**6, "swin_nano": 10**7})
+    root = shapes_folder(tmp_path / "shapes")
+    return clock, TrainConfig(data=str(root), output=str(tmp_path / "runs"), time_budget=40.0)
+
+
+def test_time_budget_fits_epochs_and_steps_the_ladder_down(timed_run, capsys):
+    clock, config = timed_run
+    # 3 steps an epoch: femto's 3 s epochs give 13 in 40 s, fewer than 15, so atto: 1.8 s epochs, 22 of them.
+    result = loop.train(dataclasses.replace(config, name="fitted", epochs=None))
+    out = capsys.readouterr().out
+    assert "  model         swin_atto" in out and "only 13 epochs of swin_femto fit in the time" in out
+    assert "  epochs        22                       as many as fit in 40s (--time), at most 300" in out
+    assert "time: about 40s in all, 22 epochs of ~1.8s (3 steps of 600 ms" in out
+    saved = json.loads((result.run_dir / "config.json").read_text())["train"]
+    assert saved["model"] == "swin_atto" and saved["epochs"] == result.epochs == len(result.metrics) == 22
+    assert saved["warmup_epochs"] == 4.4  # 100 steps would be 33 epochs: a fifth of the run
+
+
+def test_a_run_slower_than_timed_is_shortened_to_keep_to_its_budget(timed_run, monkeypatch, capsys):
+    clock, config = timed_run
+    real_save = loop._Trainer._save
+
+    def slow_save(self, epoch, best):
+        real_save(self, epoch, best)
+        clock.now += 10.0  # every epoch takes 10 s, not the 1.8 s timed
+
+    monkeypatch.setattr(loop._Trainer, "_save", slow_save)
+    result = loop.train(dataclasses.replace(config, name="shortened"))
+    out = capsys.readouterr().out
+    # After epoch 1: 10 s gone, 21 epochs of 10 s planned; 3 more fit in the 30 s left.
+    assert "epochs take ~10s, longer than timed: shortening the run to 4 epochs to end within 40s" in out
+    assert result.epochs == len(result.metrics) == 4 and clock.now == 40.0
+    assert result.metrics[-1]["lr"] == pytest.approx(1e-5)  # the cosine still ends at min_lr
+    assert json.loads((result.run_dir / "config.json").read_text())["train"]["epochs"] == 4
+    state = torch.load(result.run_dir / "last" / "training_state.pt", weights_only=True)
+    assert state["epochs"] == 4 and state["epoch"] == 4
