@@ -115,8 +115,10 @@ def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
 
 def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     grey_digits = profile(1617, 8, channels=1, mirror=MirrorTest(accuracy=0.89, mirrored=0.35, chance=0.1, tested=809))
-    config, choices, rungs = recipe.from_data(TrainConfig(data="d").resolved(), grey_digits)
-    assert config.model == "swin_femto" and rungs == ["swin_femto", "swin_atto"]
+    config, choices, candidates = recipe.from_data(TrainConfig(data="d").resolved(), grey_digits)
+    assert config.model == "swin_femto"
+    # No coarser patch for 8x8 images: stage 1 would have fewer than 8 tokens a side.
+    assert [c.describe() for c in candidates] == ["swin_femto (patch 1)", "swin_atto (patch 1)"]
     assert config.img_size == 8 and config.batch_size == 32 and config.lr == 2e-3
     overrides = config.model_overrides
     assert (overrides["patch_size"], overrides["window_size"], overrides["in_chans"]) == (1, 4, 1)
@@ -143,11 +145,21 @@ def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
     assert config.crop == "resized" and config.scale == (0.35, 1.0) and config.hflip == 0.5
 
 
+def test_step_down_goes_to_smaller_rungs_then_coarser_patches_by_cost():
+    candidates = recipe.step_down_candidates("swin_femto", recipe.choose_geometry(32), in_chans=1)
+    assert [c.describe() for c in candidates] == [
+        "swin_femto (patch 2)", "swin_atto (patch 2)", "swin_femto (patch 4)", "swin_atto (patch 4)",
+    ]  # fmt: skip
+    assert [round(1000 * c.gflops, 1) for c in candidates] == [46.4, 21.0, 7.7, 3.5]
+    coarse = candidates[2].overrides
+    assert coarse == {"patch_size": 4, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6)}  # 8x8, 4x4 tokens
+
+
 def test_given_settings_stay_and_are_reported_as_given():
     given = TrainConfig(data="d", model="swin_t", img_size=40, batch_size=8, lr=1e-4, hflip=1.0, crop="resized")
-    config, choices, rungs = recipe.from_data(given.resolved(), profile(500, 36))
+    config, choices, candidates = recipe.from_data(given.resolved(), profile(500, 36))
     assert (config.model, config.img_size, config.batch_size, config.lr, config.hflip) == ("swin_t", 40, 8, 1e-4, 1.0)
-    assert rungs == [] and "patch_size" not in config.model_overrides  # the named model keeps its own
+    assert candidates == [] and "patch_size" not in config.model_overrides  # the named model keeps its own
     reasons = {choice.setting: choice.reason for choice in choices}
     assert reasons["model"] == "given" and reasons["input size"] == "given"
     assert "batch" not in reasons and "flip" not in reasons
@@ -402,7 +414,8 @@ def test_time_budget_fits_epochs_and_steps_the_ladder_down(timed_run, capsys):
     # 3 steps an epoch: femto's 3 s epochs give 13 in 40 s, fewer than 15, so atto: 1.8 s epochs, 22 of them.
     result = loop.train(dataclasses.replace(config, name="fitted", epochs=None))
     out = capsys.readouterr().out
-    assert "  model         swin_atto" in out and "only 13 epochs of swin_femto fit in the time" in out
+    assert "  model         swin_atto (patch 2)" in out
+    assert "only 13 epochs of swin_femto (patch 2) fit in the time, fewer than 30" in out
     assert "  epochs        22                       as many as fit in 40s (--time), at most 300" in out
     assert "time: about 40s in all, 22 epochs of ~1.8s (3 steps of 600 ms" in out
     saved = json.loads((result.run_dir / "config.json").read_text())["train"]
