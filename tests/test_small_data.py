@@ -103,12 +103,14 @@ def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
     assert recipe.choose_lr(64) == 2e-3 and recipe.choose_lr(16) == pytest.approx(2e-3 / 2**0.5)
     assert recipe.choose_warmup(40, 51) == 2.0  # 5% of 40 epochs = 2 epochs >= 100 steps
     assert recipe.choose_warmup(10, 20) == 2.0  # 100 steps would be 5 epochs: capped at a fifth of the run
-    assert recipe.choose_regularisation(20)[0] == "none"
-    level, light = recipe.choose_regularisation(80)
-    assert level == "light" and light["auto_augment"] == "rand-m5-n2" and light["mixup"] == 0.2
-    assert recipe.choose_regularisation(200)[1] == {
-        "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
+    level, short = recipe.choose_regularisation(20, 32)
+    assert level == "none" and short["pad"] == 0 and short["scale"] == (1.0, 1.0) and short["mixup"] == 0.0
+    level, light = recipe.choose_regularisation(80, 32)
+    assert level == "light" and light["pad"] == 2 and light["auto_augment"] == "rand-m5-n2" and light["mixup"] == 0.2
+    assert recipe.choose_regularisation(200, 32)[1] == {
+        "pad": 4, "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
     }  # fmt: skip
+    assert recipe.choose_regularisation(200, 8)[1]["pad"] == 1
     assert recipe.rung_overrides("swin_femto", 2) == {"depths": (2, 2), "num_heads": (3, 6)}
     assert recipe.rung_overrides("swin_atto", 4) == {"depths": (2, 2, 2, 2), "num_heads": (2, 4, 8, 16)}
 
@@ -123,18 +125,21 @@ def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     overrides = config.model_overrides
     assert (overrides["patch_size"], overrides["window_size"], overrides["in_chans"]) == (1, 4, 1)
     assert overrides["depths"] == (2, 2) and overrides["num_heads"] == (3, 6)  # two stages for an 8x8 map
-    assert config.crop == "pad" and config.pad == 1 and config.hflip == 0.0
+    assert config.crop == "pad" and config.pad is None and config.hflip == 0.0  # how far: after the timing
     assert config.mean == (0.5,) and config.std == (0.25,)
     lines = {choice.setting: str(choice) for choice in choices}
     assert set(lines) == {"recipe", "input size", "patch, window", "channels", "normalise", "model", "batch",
-                          "learning rate", "crop", "flip"}  # fmt: skip
+                          "learning rate", "flip"}  # fmt: skip
     assert "89% on the images, 35% mirrored" in lines["flip"] and lines["flip"].endswith("[--hflip]")
     assert "token maps 8x8, 4x4 over 2 stages" in lines["patch, window"]
     for choice in choices:
         assert choice.reason and choice.flag.startswith("--")
     timed, more = recipe.after_timing(config, 30, 51, "as many as fit in 1m15s")
-    assert timed.epochs == 30 and timed.warmup_epochs == 1.96 and timed.auto_augment == "none"
-    assert [c.setting for c in more] == ["epochs", "warm-up", "augment"]
+    assert timed.epochs == 30 and timed.warmup_epochs == 1.96 and timed.auto_augment == "none" and timed.pad == 0
+    assert [c.setting for c in more] == ["epochs", "warm-up", "crop", "augment"]
+    assert str(more[2]).startswith("  crop          none ") and "(30 epochs)" in str(more[2])
+    longer, _ = recipe.after_timing(config, 200, 51, "as many as fit in 10m")
+    assert longer.pad == 1 and longer.auto_augment == "rand-m9-n2" and longer.re_prob == 0.25
 
 
 def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
@@ -142,7 +147,9 @@ def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
     config, choices, _ = recipe.from_data(TrainConfig(data="d").resolved(), photos)
     assert config.model == "swin_nano" and config.img_size == 96 and config.batch_size == 128
     assert config.model_overrides["window_size"] == 6 and config.model_overrides["in_chans"] == 3
-    assert config.crop == "resized" and config.scale == (0.35, 1.0) and config.hflip == 0.5
+    assert config.crop == "resized" and config.hflip == 0.5
+    light, more = recipe.after_timing(config, 100, 390, "given")
+    assert light.scale == (0.6, 1.0) and light.mixup == 0.2 and "resized, area 0.6-1" in str(more[2])
 
 
 def test_step_down_goes_to_smaller_rungs_then_coarser_patches_by_cost():
@@ -368,7 +375,7 @@ def test_train_prints_the_chosen_recipe_and_its_time_then_trains(tmp_path, capsy
     out = capsys.readouterr().out
     for expected in (
         "  recipe        auto", "  input size    24x24", "  patch, window 2, 6", "  channels      3",
-        "  model         swin_atto", "  batch         16", "  crop          pad 3 + crop", "  flip          on",
+        "  model         swin_atto", "  batch         16", "  crop          none", "  flip          on",
         "  epochs        3                        given", "  augment       none",
         "data: 33 training and 3 validation images, decoded once and kept in memory",
         "time: about ", "epoch 3/3 ",

@@ -328,7 +328,7 @@ class _Trainer:
     def _augment_config(self) -> AugmentConfig:
         config = self.config
         return AugmentConfig(
-            scale=tuple(config.scale),
+            scale=tuple(config.scale) if config.scale is not None else (1.0, 1.0),
             crop=config.crop,
             pad=config.pad or 0,
             hflip=config.hflip,

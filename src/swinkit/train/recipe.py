@@ -13,11 +13,11 @@ the user gave is kept and reported as theirs. In order:
    smaller rungs and then to patches twice as large, when too few epochs of it fit in the
    time budget (:data:`MIN_EPOCHS`, :func:`step_down_candidates`);
 4. **batch and learning rate** from the number of images (:func:`choose_batch`, :func:`choose_lr`);
-5. **crop and flip**: pad-and-crop for small inputs, mild resized crops for larger ones;
+5. **crop and flip**: pad-and-crop for small inputs, resized crops for larger ones;
    horizontal flips only when mirroring keeps the classes (:class:`~swinkit.data.profile.MirrorTest`);
 6. after the steps are timed, **epochs** (as many as fit in the budget, at most
-   :data:`MAX_EPOCHS`), **warm-up**, and **RandAugment, mixing and erasing** scaled to how
-   many times each image will be seen (:func:`choose_regularisation`).
+   :data:`MAX_EPOCHS`), **warm-up**, and how far the crops go, **RandAugment, mixing and
+   erasing**, all scaled to how many times each image will be seen (:func:`choose_regularisation`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ AUTO_FIXED = {
     "clip_grad": 5.0,
     "label_smoothing": 0.1,
     "crop_pct": 1.0,
-    "scale": (0.35, 1.0),
 }
 
 
@@ -186,18 +185,23 @@ def choose_warmup(epochs: int, steps_per_epoch: int) -> float:
     return round(min(wanted, 0.2 * epochs), 2)
 
 
-def choose_regularisation(epochs: int) -> tuple[str, dict[str, object]]:
-    """RandAugment, mixing and random erasing for a run of ``epochs`` passes over the data; and the level's name.
+def choose_regularisation(epochs: int, side: int) -> tuple[str, dict[str, object]]:
+    """Augmentation for a run of ``epochs`` passes over ``side``-pixel images, and the level's name.
 
-    A compact model seeing each image fewer than 50 times is still fitting the data: extra
-    augmentation only slows it down (none). From 50 passes it starts to memorise (light:
-    RandAugment two ops at magnitude 5, MixUp 0.2); from 150, the paper's full set.
+    A compact model seeing each image fewer than 50 times is still fitting the data: any
+    augmentation only slows it down (none: no crops either). From 50 passes it starts to
+    memorise (light: pad-and-crop by 1/16 of the side or resized crops of area 0.6-1,
+    RandAugment two ops at magnitude 5, MixUp 0.2); from 150, the full set (1/8 of the side
+    or area 0.35-1, and the paper's RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25).
     """
     if epochs < 50:
-        return "none", {"auto_augment": "none", "mixup": 0.0, "cutmix": 0.0, "re_prob": 0.0}
+        return "none", {"pad": 0, "scale": (1.0, 1.0), "auto_augment": "none", "mixup": 0.0, "cutmix": 0.0,
+                        "re_prob": 0.0}  # fmt: skip
     if epochs < 150:
-        return "light", {"auto_augment": "rand-m5-n2", "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0}
-    return "strong", {"auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25}
+        return "light", {"pad": max(1, round(side / 16)), "scale": (0.6, 1.0), "auto_augment": "rand-m5-n2",
+                         "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0}  # fmt: skip
+    return "strong", {"pad": max(1, round(side / 8)), "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2",
+                      "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25}  # fmt: skip
 
 
 def _size(value: object) -> str:
@@ -346,27 +350,10 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
             )
         )
 
-    # Crop and flip.
+    # Crop (how far it moves is chosen with the epochs) and flip.
     input_side = config.img_size if config.img_size is not None else geometry.img_size
     if config.crop is None:
-        if input_side <= 64:
-            changes["crop"] = "pad"
-            pad = config.pad if config.pad is not None else max(1, round(input_side / 8))
-            changes["pad"] = pad
-            choices.append(
-                Choice("crop", f"pad {pad} + crop", "small images: random shifts of up to 1/8 of the side", "--crop --pad")
-            )
-        else:
-            changes["crop"] = "resized"
-            low, high = config.scale if config.scale is not None else AUTO_FIXED["scale"]
-            choices.append(
-                Choice(
-                    "crop",
-                    f"resized, area {low:g}-{high:g}",
-                    "mild random crops (ImageNet's 0.08 would often lose the object)",
-                    "--crop --scale",
-                )
-            )
+        changes["crop"] = "pad" if input_side <= 64 else "resized"
     if config.hflip is None:
         mirror = profile.mirror
         keeps = mirror.keeps_classes
@@ -396,16 +383,29 @@ def after_timing(
         choices.append(
             Choice("warm-up", f"{changes['warmup_epochs']:g} epochs", "5% of the run, at least 100 steps", "--warmup-epochs")
         )
-    level, settings = choose_regularisation(total)
+    side = config.img_size if isinstance(config.img_size, int) else min(config.img_size or (32,))
+    level, settings = choose_regularisation(total, side)
+    if config.crop == "pad":
+        settings.pop("scale")
+        crop = f"pad {settings['pad']} + crop" if settings["pad"] else "none"
+    else:
+        settings.pop("pad")
+        low, high = settings["scale"]
+        crop = f"resized, area {low:g}-{high:g}" if low < 1 else "none"
     unset = {key: value for key, value in settings.items() if getattr(config, key) is None}
     changes.update(unset)
-    if unset:
+    if "pad" in unset or "scale" in unset:
+        why = {
+            "none": "none in a short run",
+            "light": "random shifts of up to 1/16 of the side" if config.crop == "pad" else "light resized crops",
+            "strong": "random shifts of up to 1/8 of the side" if config.crop == "pad" else "mild resized crops",
+        }[level]
+        choices.append(Choice("crop", crop, f"{why} ({total} epochs)", "--crop --pad --scale"))
+    if unset.keys() - {"pad", "scale"}:
         described = {
-            "none": f"off: {total} passes over the data leave a compact model still fitting it",
+            "none": f"none: {total} passes over the data leave a compact model still fitting it",
             "light": f"light (RandAugment 2 ops at m5, MixUp 0.2): {total} passes, enough to start memorising",
             "strong": f"the paper's (RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25): {total} passes",
         }[level]
-        choices.append(
-            Choice("augment", level, described, "--auto-augment --mixup --cutmix --re-prob")
-        )
+        choices.append(Choice("augment", level, described, "--auto-augment --mixup --cutmix --re-prob"))
     return dataclasses.replace(config, **changes), choices
