@@ -88,27 +88,27 @@ def build_digits(root: Path) -> Path:
 
 
 def cluttered_digits(sources: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator, side: int = 32):
-    """``count`` 32x32 grey images: a random source digit, distorted, on clutter and noise."""
+    """``count`` 32x32 grey images: a random source digit, distorted, among clutter, on a noisy background."""
     images, out = [], []
     for _ in range(count):
         pick = rng.integers(len(sources))
         digit = Image.fromarray(sources[pick]).resize((20, 20), Image.BICUBIC)
         canvas = np.zeros((side, side))
-        for _ in range(rng.integers(2, 5)):
+        for _ in range(rng.integers(1, 4)):
             other = np.asarray(Image.fromarray(sources[rng.integers(len(sources))]).resize((20, 20), Image.BICUBIC))
-            top, left = rng.integers(0, 12, 2)
-            fragment = other[top : top + 8, left : left + 8] * rng.uniform(0.4, 0.9)
-            y, x = rng.integers(0, side - 8, 2)
-            canvas[y : y + 8, x : x + 8] = np.maximum(canvas[y : y + 8, x : x + 8], fragment)
-        angle, scale, shear = math.radians(rng.uniform(-25, 25)), rng.uniform(0.8, 1.25), rng.uniform(-0.25, 0.25)
-        shift = rng.uniform(-4, 4, 2)
+            top, left = rng.integers(0, 14, 2)
+            fragment = other[top : top + 6, left : left + 6] * rng.uniform(0.3, 0.7)
+            y, x = rng.integers(0, side - 6, 2)
+            canvas[y : y + 6, x : x + 6] = np.maximum(canvas[y : y + 6, x : x + 6], fragment)
+        angle, scale, shear = math.radians(rng.uniform(-15, 15)), rng.uniform(0.9, 1.2), rng.uniform(-0.15, 0.15)
+        shift = rng.uniform(-3, 3, 2)
         rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         inverse = np.linalg.inv(rotation @ np.array([[1.0, shear], [0.0, 1.0]]) * scale)
-        offset = np.array([10.0, 10.0]) - inverse @ (np.array([side / 2, side / 2]) + shift)
+        offset = np.array([9.5, 9.5]) - inverse @ (np.array([side / 2 - 0.5, side / 2 - 0.5]) + shift)
         coefficients = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
         warped = digit.transform((side, side), Image.AFFINE, coefficients, Image.BILINEAR)
         canvas = np.maximum(canvas, np.asarray(warped, dtype=np.float64))
-        canvas = rng.uniform(0, 60) + rng.uniform(0.6, 1.0) * canvas + rng.normal(0, 18, canvas.shape)
+        canvas = rng.uniform(0, 40) + rng.uniform(0.7, 1.0) * canvas + rng.normal(0, 12, canvas.shape)
         images.append(np.clip(canvas, 0, 255).astype(np.uint8))
         out.append(int(labels[pick]))
     return images, out

@@ -103,36 +103,43 @@ def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
     assert recipe.choose_lr(64) == 2e-3 and recipe.choose_lr(16) == pytest.approx(2e-3 / 2**0.5)
     assert recipe.choose_warmup(40, 51) == 2.0  # 5% of 40 epochs = 2 epochs >= 100 steps
     assert recipe.choose_warmup(10, 20) == 2.0  # 100 steps would be 5 epochs: capped at a fifth of the run
-    assert recipe.choose_regularisation(20)[0] == "none"
-    level, light = recipe.choose_regularisation(80)
-    assert level == "light" and light["auto_augment"] == "rand-m5-n2" and light["mixup"] == 0.2
-    assert recipe.choose_regularisation(200)[1] == {
-        "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
+    level, short = recipe.choose_regularisation(20, 32)
+    assert level == "none" and short["pad"] == 0 and short["scale"] == (1.0, 1.0) and short["mixup"] == 0.0
+    level, light = recipe.choose_regularisation(80, 32)
+    assert level == "light" and light["pad"] == 2 and light["auto_augment"] == "rand-m5-n2" and light["mixup"] == 0.2
+    assert recipe.choose_regularisation(200, 32)[1] == {
+        "pad": 4, "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
     }  # fmt: skip
+    assert recipe.choose_regularisation(200, 8)[1]["pad"] == 1
     assert recipe.rung_overrides("swin_femto", 2) == {"depths": (2, 2), "num_heads": (3, 6)}
     assert recipe.rung_overrides("swin_atto", 4) == {"depths": (2, 2, 2, 2), "num_heads": (2, 4, 8, 16)}
 
 
 def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     grey_digits = profile(1617, 8, channels=1, mirror=MirrorTest(accuracy=0.89, mirrored=0.35, chance=0.1, tested=809))
-    config, choices, rungs = recipe.from_data(TrainConfig(data="d").resolved(), grey_digits)
-    assert config.model == "swin_femto" and rungs == ["swin_femto", "swin_atto"]
+    config, choices, candidates = recipe.from_data(TrainConfig(data="d").resolved(), grey_digits)
+    assert config.model == "swin_femto"
+    # No coarser patch for 8x8 images: stage 1 would have fewer than 8 tokens a side.
+    assert [c.describe() for c in candidates] == ["swin_femto (patch 1)", "swin_atto (patch 1)"]
     assert config.img_size == 8 and config.batch_size == 32 and config.lr == 2e-3
     overrides = config.model_overrides
     assert (overrides["patch_size"], overrides["window_size"], overrides["in_chans"]) == (1, 4, 1)
     assert overrides["depths"] == (2, 2) and overrides["num_heads"] == (3, 6)  # two stages for an 8x8 map
-    assert config.crop == "pad" and config.pad == 1 and config.hflip == 0.0
+    assert config.crop == "pad" and config.pad is None and config.hflip == 0.0  # how far: after the timing
     assert config.mean == (0.5,) and config.std == (0.25,)
     lines = {choice.setting: str(choice) for choice in choices}
     assert set(lines) == {"recipe", "input size", "patch, window", "channels", "normalise", "model", "batch",
-                          "learning rate", "crop", "flip"}  # fmt: skip
+                          "learning rate", "flip"}  # fmt: skip
     assert "89% on the images, 35% mirrored" in lines["flip"] and lines["flip"].endswith("[--hflip]")
     assert "token maps 8x8, 4x4 over 2 stages" in lines["patch, window"]
     for choice in choices:
         assert choice.reason and choice.flag.startswith("--")
     timed, more = recipe.after_timing(config, 30, 51, "as many as fit in 1m15s")
-    assert timed.epochs == 30 and timed.warmup_epochs == 1.96 and timed.auto_augment == "none"
-    assert [c.setting for c in more] == ["epochs", "warm-up", "augment"]
+    assert timed.epochs == 30 and timed.warmup_epochs == 1.96 and timed.auto_augment == "none" and timed.pad == 0
+    assert [c.setting for c in more] == ["epochs", "warm-up", "crop", "augment"]
+    assert str(more[2]).startswith("  crop          none ") and "(30 epochs)" in str(more[2])
+    longer, _ = recipe.after_timing(config, 200, 51, "as many as fit in 10m")
+    assert longer.pad == 1 and longer.auto_augment == "rand-m9-n2" and longer.re_prob == 0.25
 
 
 def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
@@ -140,14 +147,26 @@ def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
     config, choices, _ = recipe.from_data(TrainConfig(data="d").resolved(), photos)
     assert config.model == "swin_nano" and config.img_size == 96 and config.batch_size == 128
     assert config.model_overrides["window_size"] == 6 and config.model_overrides["in_chans"] == 3
-    assert config.crop == "resized" and config.scale == (0.35, 1.0) and config.hflip == 0.5
+    assert config.crop == "resized" and config.hflip == 0.5
+    light, more = recipe.after_timing(config, 100, 390, "given")
+    assert light.scale == (0.6, 1.0) and light.mixup == 0.2 and "resized, area 0.6-1" in str(more[2])
+
+
+def test_step_down_goes_to_smaller_rungs_then_coarser_patches_by_cost():
+    candidates = recipe.step_down_candidates("swin_femto", recipe.choose_geometry(32), in_chans=1)
+    assert [c.describe() for c in candidates] == [
+        "swin_femto (patch 2)", "swin_atto (patch 2)", "swin_femto (patch 4)", "swin_atto (patch 4)",
+    ]  # fmt: skip
+    assert [round(1000 * c.gflops, 1) for c in candidates] == [46.4, 21.0, 7.7, 3.5]
+    coarse = candidates[2].overrides
+    assert coarse == {"patch_size": 4, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6)}  # 8x8, 4x4 tokens
 
 
 def test_given_settings_stay_and_are_reported_as_given():
     given = TrainConfig(data="d", model="swin_t", img_size=40, batch_size=8, lr=1e-4, hflip=1.0, crop="resized")
-    config, choices, rungs = recipe.from_data(given.resolved(), profile(500, 36))
+    config, choices, candidates = recipe.from_data(given.resolved(), profile(500, 36))
     assert (config.model, config.img_size, config.batch_size, config.lr, config.hflip) == ("swin_t", 40, 8, 1e-4, 1.0)
-    assert rungs == [] and "patch_size" not in config.model_overrides  # the named model keeps its own
+    assert candidates == [] and "patch_size" not in config.model_overrides  # the named model keeps its own
     reasons = {choice.setting: choice.reason for choice in choices}
     assert reasons["model"] == "given" and reasons["input size"] == "given"
     assert "batch" not in reasons and "flip" not in reasons
@@ -356,7 +375,7 @@ def test_train_prints_the_chosen_recipe_and_its_time_then_trains(tmp_path, capsy
     out = capsys.readouterr().out
     for expected in (
         "  recipe        auto", "  input size    24x24", "  patch, window 2, 6", "  channels      3",
-        "  model         swin_atto", "  batch         16", "  crop          pad 3 + crop", "  flip          on",
+        "  model         swin_atto", "  batch         16", "  crop          none", "  flip          on",
         "  epochs        3                        given", "  augment       none",
         "data: 33 training and 3 validation images, decoded once and kept in memory",
         "time: about ", "epoch 3/3 ",
@@ -402,7 +421,8 @@ def test_time_budget_fits_epochs_and_steps_the_ladder_down(timed_run, capsys):
     # 3 steps an epoch: femto's 3 s epochs give 13 in 40 s, fewer than 15, so atto: 1.8 s epochs, 22 of them.
     result = loop.train(dataclasses.replace(config, name="fitted", epochs=None))
     out = capsys.readouterr().out
-    assert "  model         swin_atto" in out and "only 13 epochs of swin_femto fit in the time" in out
+    assert "  model         swin_atto (patch 2)" in out
+    assert "only 13 epochs of swin_femto (patch 2) fit in the time, fewer than 30" in out
     assert "  epochs        22                       as many as fit in 40s (--time), at most 300" in out
     assert "time: about 40s in all, 22 epochs of ~1.8s (3 steps of 600 ms" in out
     saved = json.loads((result.run_dir / "config.json").read_text())["train"]

@@ -263,10 +263,10 @@ class _Trainer:
             self.printer.line(f"skipped {data.skipped} unreadable image(s) (--skip-bad-images)")
         self.classes = list(data.classes)
         self.choices: list[recipe.Choice] = []
-        self.rungs: list[str] = []
+        self.candidates: list[recipe.Candidate] = []
         if self.fresh and config.recipe == "auto":
             profile = profile_data(data.train, seed=config.seed)
-            self.config, self.choices, self.rungs = recipe.from_data(config, profile)
+            self.config, self.choices, self.candidates = recipe.from_data(config, profile)
             self.config.validate()
         self._build_model()
         self._build_data(data)
@@ -336,7 +336,7 @@ class _Trainer:
     def _augment_config(self) -> AugmentConfig:
         config = self.config
         return AugmentConfig(
-            scale=tuple(config.scale),
+            scale=tuple(config.scale) if config.scale is not None else (1.0, 1.0),
             crop=config.crop,
             pad=config.pad or 0,
             hflip=config.hflip,
@@ -497,10 +497,9 @@ class _Trainer:
         val_count = math.ceil(self.val_count / self.context.world_size)
         return epoch_seconds(self.steps_per_epoch * self.config.accum_steps, step, val_count, per_image, SAVE_SECONDS), step
 
-    def _switch_model(self, rung: str) -> None:
-        overrides = dict(self.config.model_overrides)
-        overrides.update(recipe.rung_overrides(rung, len(overrides["depths"])))
-        self.config = dataclasses.replace(self.config, model=rung, model_overrides=overrides)
+    def _switch_model(self, candidate: recipe.Candidate) -> None:
+        overrides = dict(self.config.model_overrides) | candidate.overrides
+        self.config = dataclasses.replace(self.config, model=candidate.model, model_overrides=overrides)
         self._build_model()
 
     def _plan(self) -> None:
@@ -524,21 +523,24 @@ class _Trainer:
         if self.fit_budget:
             most = recipe.MAX_EPOCHS if auto else config.epochs
             epochs = fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
-            while auto and epochs < recipe.MIN_EPOCHS and config.model in self.rungs[:-1]:
-                larger, fitted = config.model, epochs
-                self._switch_model(self.rungs[self.rungs.index(larger) + 1])
+            for previous, candidate in zip(self.candidates, self.candidates[1:]):
+                if epochs >= recipe.MIN_EPOCHS:
+                    break
+                fitted = epochs
+                self._switch_model(candidate)
                 config = self.config
-                log.set_activity(f"timing a few training steps of {config.model}")
+                log.set_activity(f"timing a few training steps of {candidate.describe()}")
                 per_epoch, step = self._epoch_seconds()
                 epochs = fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
                 log.line(
                     str(
                         recipe.Choice(
                             "model",
-                            config.model,
-                            f"one rung down: only {fitted} epoch{'s' if fitted != 1 else ''} of {larger} fit in the "
-                            f"time, fewer than {recipe.MIN_EPOCHS}",
-                            "--model",
+                            candidate.describe(),
+                            f"a step down ({candidate.gflops * 1000:.0f} MFLOPs): only {fitted} "
+                            f"epoch{'s' if fitted != 1 else ''} of {previous.describe()} fit in the time, fewer "
+                            f"than {recipe.MIN_EPOCHS}",
+                            "--model, --set patch_size=P",
                         )
                     )
                 )

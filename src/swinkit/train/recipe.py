@@ -9,14 +9,15 @@ the user gave is kept and reported as theirs. In order:
    (:func:`choose_geometry`);
 2. **channels and normalisation**: grey or colour, mean and std measured on the images;
 3. **model**: a rung of the compact ladder (:data:`swinkit.model.COMPACT`) by the number of
-   images (:func:`choose_rung`), with the stages the geometry wants; stepped down later when
-   too few epochs of it fit in the time budget (:data:`MIN_EPOCHS`);
+   images (:func:`choose_rung`), with the stages the geometry wants; stepped down later, to
+   smaller rungs and then to patches twice as large, when too few epochs of it fit in the
+   time budget (:data:`MIN_EPOCHS`, :func:`step_down_candidates`);
 4. **batch and learning rate** from the number of images (:func:`choose_batch`, :func:`choose_lr`);
-5. **crop and flip**: pad-and-crop for small inputs, mild resized crops for larger ones;
+5. **crop and flip**: pad-and-crop for small inputs, resized crops for larger ones;
    horizontal flips only when mirroring keeps the classes (:class:`~swinkit.data.profile.MirrorTest`);
 6. after the steps are timed, **epochs** (as many as fit in the budget, at most
-   :data:`MAX_EPOCHS`), **warm-up**, and **RandAugment, mixing and erasing** scaled to how
-   many times each image will be seen (:func:`choose_regularisation`).
+   :data:`MAX_EPOCHS`), **warm-up**, and how far the crops go, **RandAugment, mixing and
+   erasing**, all scaled to how many times each image will be seen (:func:`choose_regularisation`).
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from typing import TYPE_CHECKING
 
 from swinkit.data.profile import DataProfile
 from swinkit.model import COMPACT, get_config
+from swinkit.model.flops import count_flops
 
 if TYPE_CHECKING:
     from swinkit.train.config import TrainConfig
 
 #: Images from which each rung of the ladder is chosen (fewer than the next rung's count).
 RUNG_FROM_IMAGES: dict[str, int] = {"swin_atto": 0, "swin_femto": 1000, "swin_pico": 10000, "swin_nano": 40000}
-#: Fewer epochs than this in the budget make the recipe try the next smaller model.
-MIN_EPOCHS = 15
+#: Fewer epochs than this in the budget make the recipe try the next cheaper model: a
+#: compact Swin from scratch needs a few dozen passes over a small data set.
+MIN_EPOCHS = 30
 #: The most epochs the recipe plans, however long the budget (the paper's 300).
 MAX_EPOCHS = 300
 #: The default budget of a data-chosen run (seconds): a first run on a CPU.
@@ -55,7 +58,6 @@ AUTO_FIXED = {
     "clip_grad": 5.0,
     "label_smoothing": 0.1,
     "crop_pct": 1.0,
-    "scale": (0.35, 1.0),
 }
 
 
@@ -183,29 +185,68 @@ def choose_warmup(epochs: int, steps_per_epoch: int) -> float:
     return round(min(wanted, 0.2 * epochs), 2)
 
 
-def choose_regularisation(epochs: int) -> tuple[str, dict[str, object]]:
-    """RandAugment, mixing and random erasing for a run of ``epochs`` passes over the data; and the level's name.
+def choose_regularisation(epochs: int, side: int) -> tuple[str, dict[str, object]]:
+    """Augmentation for a run of ``epochs`` passes over ``side``-pixel images, and the level's name.
 
-    A compact model seeing each image fewer than 50 times is still fitting the data: extra
-    augmentation only slows it down (none). From 50 passes it starts to memorise (light:
-    RandAugment two ops at magnitude 5, MixUp 0.2); from 150, the paper's full set.
+    A compact model seeing each image fewer than 50 times is still fitting the data: any
+    augmentation only slows it down (none: no crops either). From 50 passes it starts to
+    memorise (light: pad-and-crop by 1/16 of the side or resized crops of area 0.6-1,
+    RandAugment two ops at magnitude 5, MixUp 0.2); from 150, the full set (1/8 of the side
+    or area 0.35-1, and the paper's RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25).
     """
     if epochs < 50:
-        return "none", {"auto_augment": "none", "mixup": 0.0, "cutmix": 0.0, "re_prob": 0.0}
+        return "none", {"pad": 0, "scale": (1.0, 1.0), "auto_augment": "none", "mixup": 0.0, "cutmix": 0.0,
+                        "re_prob": 0.0}  # fmt: skip
     if epochs < 150:
-        return "light", {"auto_augment": "rand-m5-n2", "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0}
-    return "strong", {"auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25}
+        return "light", {"pad": max(1, round(side / 16)), "scale": (0.6, 1.0), "auto_augment": "rand-m5-n2",
+                         "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0}  # fmt: skip
+    return "strong", {"pad": max(1, round(side / 8)), "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2",
+                      "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25}  # fmt: skip
 
 
 def _size(value: object) -> str:
     return f"{value}x{value}" if isinstance(value, int) else "x".join(str(v) for v in value)  # type: ignore[union-attr]
 
 
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A model the recipe may train: a ladder rung with the geometry's patch, window and stages."""
+
+    model: str
+    overrides: dict[str, object]
+    gflops: float
+
+    def describe(self) -> str:
+        return f"{self.model} (patch {self.overrides['patch_size']})"
+
+
+def step_down_candidates(rung: str, geometry: Geometry, in_chans: int) -> list[Candidate]:
+    """The models to try, most costly first: ``rung`` and the smaller rungs, then the same with patches twice as large.
+
+    The coarser geometry (same input size, four times fewer tokens) is offered only while
+    stage 1 keeps at least 8 tokens a side. Under a tight time budget a coarser, cheaper
+    model trained for more epochs beats a finer one trained for few.
+    """
+    geometries = [geometry]
+    coarse = choose_geometry(geometry.img_size, patch=2 * geometry.patch, fixed_size=True)
+    if coarse.maps[0] >= 8 and tiles(coarse.maps, coarse.window, fixed_stages=False):
+        geometries.append(coarse)
+    rungs = list(reversed(COMPACT[: COMPACT.index(rung) + 1]))
+    candidates = []
+    for shape in geometries:
+        for name in rungs:
+            overrides = {"patch_size": shape.patch, "window_size": shape.window, **rung_overrides(name, shape.stages)}
+            config = get_config(name).replace(img_size=shape.img_size, in_chans=in_chans, **overrides)
+            candidates.append(Candidate(name, overrides, count_flops(config).gflops))
+    return sorted(candidates, key=lambda candidate: -candidate.gflops)
+
+
 def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, list[Choice], list[str]]:
     """Fill the settings of ``config`` (a :class:`~swinkit.train.config.TrainConfig`) that the data decides.
 
-    Returns the new config, the choices to print, and the ladder rungs to try, largest
-    first (empty when ``--model`` names the model). Epochs, warm-up and the augmentation
+    Returns the new config, the choices to print, and the models to step down to when too
+    few epochs fit in the time (:func:`step_down_candidates`; empty when ``--model`` names
+    the model or its shape is set by hand). Epochs, warm-up and the augmentation
     level come later, from :func:`after_timing`.
     """
     choices: list[Choice] = []
@@ -263,22 +304,23 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
         choices.append(Choice("normalise", values, "measured on the training images", "--mean --std"))
 
     # The model: a rung of the ladder unless one is named.
-    rungs: list[str] = []
+    candidates: list[Candidate] = []
     if config.model is None:
         rung = choose_rung(profile.count)
-        # A width or depth set by hand stays: the recipe then does not step down the ladder.
-        shaped = any(key in config.model_overrides for key in ("embed_dim", "depths", "num_heads"))
-        rungs = [rung] if shaped else list(reversed(COMPACT[: COMPACT.index(rung) + 1]))
         changes["model"] = rung
         if "depths" not in overrides and "num_heads" not in overrides:
             overrides.update(rung_overrides(rung, geometry.stages))
+        # What was set by hand stays: then the recipe does not step down.
+        shaped = any(key in config.model_overrides for key in ("embed_dim", "depths", "num_heads", "patch_size"))
+        if not shaped and "window_size" not in config.model_overrides:
+            candidates = step_down_candidates(rung, geometry, overrides["in_chans"])
         limits = [f"{name} from {RUNG_FROM_IMAGES[name]:,}" for name in COMPACT]
         choices.append(
             Choice(
                 "model",
                 rung,
-                f"{profile.count:,} training images (ladder: {', '.join(limits)} images); a smaller one if "
-                f"fewer than {MIN_EPOCHS} epochs fit in the time",
+                f"{profile.count:,} training images (ladder: {', '.join(limits)} images); smaller, then with "
+                f"coarser patches, if fewer than {MIN_EPOCHS} epochs fit in the time",
                 "--model",
             )
         )
@@ -308,27 +350,10 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
             )
         )
 
-    # Crop and flip.
+    # Crop (how far it moves is chosen with the epochs) and flip.
     input_side = config.img_size if config.img_size is not None else geometry.img_size
     if config.crop is None:
-        if input_side <= 64:
-            changes["crop"] = "pad"
-            pad = config.pad if config.pad is not None else max(1, round(input_side / 8))
-            changes["pad"] = pad
-            choices.append(
-                Choice("crop", f"pad {pad} + crop", "small images: random shifts of up to 1/8 of the side", "--crop --pad")
-            )
-        else:
-            changes["crop"] = "resized"
-            low, high = config.scale if config.scale is not None else AUTO_FIXED["scale"]
-            choices.append(
-                Choice(
-                    "crop",
-                    f"resized, area {low:g}-{high:g}",
-                    "mild random crops (ImageNet's 0.08 would often lose the object)",
-                    "--crop --scale",
-                )
-            )
+        changes["crop"] = "pad" if input_side <= 64 else "resized"
     if config.hflip is None:
         mirror = profile.mirror
         keeps = mirror.keeps_classes
@@ -343,7 +368,7 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
                 f"(chance {100 * mirror.chance:.0f}%)"
             )
         choices.append(Choice("flip", "on (p 0.5)" if keeps else "off", why, "--hflip"))
-    return dataclasses.replace(config, model_overrides=overrides, **changes), choices, rungs
+    return dataclasses.replace(config, model_overrides=overrides, **changes), choices, candidates
 
 
 def after_timing(
@@ -358,16 +383,29 @@ def after_timing(
         choices.append(
             Choice("warm-up", f"{changes['warmup_epochs']:g} epochs", "5% of the run, at least 100 steps", "--warmup-epochs")
         )
-    level, settings = choose_regularisation(total)
+    side = config.img_size if isinstance(config.img_size, int) else min(config.img_size or (32,))
+    level, settings = choose_regularisation(total, side)
+    if config.crop == "pad":
+        settings.pop("scale")
+        crop = f"pad {settings['pad']} + crop" if settings["pad"] else "none"
+    else:
+        settings.pop("pad")
+        low, high = settings["scale"]
+        crop = f"resized, area {low:g}-{high:g}" if low < 1 else "none"
     unset = {key: value for key, value in settings.items() if getattr(config, key) is None}
     changes.update(unset)
-    if unset:
+    if "pad" in unset or "scale" in unset:
+        why = {
+            "none": "none in a short run",
+            "light": "random shifts of up to 1/16 of the side" if config.crop == "pad" else "light resized crops",
+            "strong": "random shifts of up to 1/8 of the side" if config.crop == "pad" else "mild resized crops",
+        }[level]
+        choices.append(Choice("crop", crop, f"{why} ({total} epochs)", "--crop --pad --scale"))
+    if unset.keys() - {"pad", "scale"}:
         described = {
-            "none": f"off: {total} passes over the data leave a compact model still fitting it",
+            "none": f"none: {total} passes over the data leave a compact model still fitting it",
             "light": f"light (RandAugment 2 ops at m5, MixUp 0.2): {total} passes, enough to start memorising",
             "strong": f"the paper's (RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25): {total} passes",
         }[level]
-        choices.append(
-            Choice("augment", level, described, "--auto-augment --mixup --cutmix --re-prob")
-        )
+        choices.append(Choice("augment", level, described, "--auto-augment --mixup --cutmix --re-prob"))
     return dataclasses.replace(config, **changes), choices
