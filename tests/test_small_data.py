@@ -362,7 +362,8 @@ def test_tensor_batches_follow_the_sampler_and_cover_every_image():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
     labels = torch.arange(10)
     pre = Preprocessing((1, 2, 2), mean=(0.0,), std=(1 / 255,), crop_pct=1.0)
-    batches = TensorBatches(images, labels, 4, [3, 1, 4, 0, 5, 9, 2, 6, 8, 7], BatchAugment(pre, None), torch.device("cpu"))
+    order = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]
+    batches = TensorBatches(images, labels, 4, order, BatchAugment(pre, None), torch.device("cpu"))
     assert len(batches) == 3
     seen = [(x[:, 0, 0, 0].round().long().tolist(), y.tolist()) for x, y in batches]
     assert seen == [([3, 1, 4, 0], [3, 1, 4, 0]), ([5, 9, 2, 6], [5, 9, 2, 6]), ([8, 7], [8, 7])]
@@ -415,7 +416,8 @@ def timed_run(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "SAVE_SECONDS", 0.0)
     monkeypatch.setattr(loop, "FINAL_SECONDS", 0.0)
     # 33 training images make femto the ladder's rung here (atto below 10).
-    monkeypatch.setattr(recipe, "RUNG_FROM_IMAGES", {"swin_atto": 0, "swin_femto": 10, "swin_pico": 10**6, "swin_nano": 10**7})
+    rungs = {"swin_atto": 0, "swin_femto": 10, "swin_pico": 10**6, "swin_nano": 10**7}
+    monkeypatch.setattr(recipe, "RUNG_FROM_IMAGES", rungs)
     root = shapes_folder(tmp_path / "shapes")
     return clock, TrainConfig(data=str(root), output=str(tmp_path / "runs"), time_budget=40.0)
 

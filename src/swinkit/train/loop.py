@@ -420,8 +420,9 @@ class _Trainer:
         if self.tensor_path:
             self.train_loader.augment = BatchAugment(self.preprocessing, augment if self.config.augment else None)
         else:
-            transform = build_transforms(self.config.augment, self.preprocessing, augment if self.config.augment else None)
-            self.train_loader.dataset.transform = transform
+            self.train_loader.dataset.transform = build_transforms(
+                self.config.augment, self.preprocessing, augment if self.config.augment else None
+            )
 
     def _clock(self) -> float:
         if self.device.type == "cuda":
@@ -490,7 +491,8 @@ class _Trainer:
         """An epoch's estimated seconds, and a step's."""
         step, per_image = self._time_steps()
         val_count = math.ceil(self.val_count / self.context.world_size)
-        return epoch_seconds(self.steps_per_epoch * self.config.accum_steps, step, val_count, per_image, SAVE_SECONDS), step
+        batches = self.steps_per_epoch * self.config.accum_steps
+        return epoch_seconds(batches, step, val_count, per_image, SAVE_SECONDS), step
 
     def _switch_model(self, candidate: recipe.Candidate) -> None:
         overrides = dict(self.config.model_overrides) | candidate.overrides

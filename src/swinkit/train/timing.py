@@ -35,7 +35,9 @@ NO_BUDGET = ("none", "off", "0")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2h"``, ``"1d"``; ``"none"`` (or ``"off"``, ``"0"``) gives 0, no budget.
+    """Seconds from ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2h"`` or ``"1d"``; 0 (no budget) from ``"none"``.
+
+    ``"off"`` and ``"0"`` also mean no budget.
 
     Raises ValueError naming the text and the accepted forms.
     """
