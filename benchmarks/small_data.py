@@ -344,7 +344,7 @@ def compare(data: Path, output: Path, set_name: str, budget: float, seeds: list[
 
 
 def speed(data: Path, output: Path, rounds: int, steps: int) -> dict:
-    """Seconds per training step, interleaved: swinkit train's loop, the plain loop with swinkit's model, with timm's."""
+    """Seconds per training step, interleaved: swinkit train's loop, a plain loop with swinkit's model, with timm's."""
     import torch
 
     from swinkit.train.config import TrainConfig
@@ -462,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
+        "machine": (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+        ),
         "torch": torch.__version__,
         "timm": timm.__version__,
         "budget": args.budget,

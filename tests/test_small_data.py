@@ -221,7 +221,11 @@ def test_epochs_fit_the_budget_and_shrink_when_epochs_are_slower():
     assert refit(600, elapsed=125, done=10, planned=51, per_epoch=11.3, final_seconds=2) == 51
     assert refit(600, elapsed=150, done=10, planned=51, per_epoch=13.6, final_seconds=2) == 10 + 32
     assert refit(600, elapsed=599, done=45, planned=51, per_epoch=13.6, final_seconds=2) == 45  # stop now
-    assert refit(600, elapsed=100, done=10, planned=51, per_epoch=5.0, final_seconds=2) == 51  # never longer
+    # Faster than timed: early on (a quarter of the run at most), as many as now fit, up to the most allowed.
+    assert refit(600, elapsed=60, done=10, planned=51, per_epoch=5.0, final_seconds=2, most=300) == 10 + 107
+    assert refit(600, elapsed=60, done=10, planned=51, per_epoch=5.0, final_seconds=2, most=80) == 80
+    assert refit(600, elapsed=300, done=30, planned=51, per_epoch=5.0, final_seconds=2, most=300) == 51  # too late
+    assert refit(600, elapsed=60, done=10, planned=51, per_epoch=5.0, final_seconds=2) == 51  # no most: never longer
 
 
 def test_time_calls_takes_the_median_after_warmup():
@@ -358,7 +362,8 @@ def test_tensor_batches_follow_the_sampler_and_cover_every_image():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
     labels = torch.arange(10)
     pre = Preprocessing((1, 2, 2), mean=(0.0,), std=(1 / 255,), crop_pct=1.0)
-    batches = TensorBatches(images, labels, 4, [3, 1, 4, 0, 5, 9, 2, 6, 8, 7], BatchAugment(pre, None), torch.device("cpu"))
+    order = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]
+    batches = TensorBatches(images, labels, 4, order, BatchAugment(pre, None), torch.device("cpu"))
     assert len(batches) == 3
     seen = [(x[:, 0, 0, 0].round().long().tolist(), y.tolist()) for x, y in batches]
     assert seen == [([3, 1, 4, 0], [3, 1, 4, 0]), ([5, 9, 2, 6], [5, 9, 2, 6]), ([8, 7], [8, 7])]
@@ -411,7 +416,8 @@ def timed_run(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "SAVE_SECONDS", 0.0)
     monkeypatch.setattr(loop, "FINAL_SECONDS", 0.0)
     # 33 training images make femto the ladder's rung here (atto below 10).
-    monkeypatch.setattr(recipe, "RUNG_FROM_IMAGES", {"swin_atto": 0, "swin_femto": 10, "swin_pico": 10**6, "swin_nano": 10**7})
+    rungs = {"swin_atto": 0, "swin_femto": 10, "swin_pico": 10**6, "swin_nano": 10**7}
+    monkeypatch.setattr(recipe, "RUNG_FROM_IMAGES", rungs)
     root = shapes_folder(tmp_path / "shapes")
     return clock, TrainConfig(data=str(root), output=str(tmp_path / "runs"), time_budget=40.0)
 
@@ -448,3 +454,20 @@ def test_a_run_slower_than_timed_is_shortened_to_keep_to_its_budget(timed_run, m
     assert json.loads((result.run_dir / "config.json").read_text())["train"]["epochs"] == 4
     state = torch.load(result.run_dir / "last" / "training_state.pt", weights_only=True)
     assert state["epochs"] == 4 and state["epoch"] == 4
+
+
+def test_a_run_faster_than_timed_is_lengthened_early(timed_run, monkeypatch, capsys):
+    clock, config = timed_run
+    real_save = loop._Trainer._save
+
+    def quick_save(self, epoch, best):
+        real_save(self, epoch, best)
+        clock.now += 0.5  # every epoch takes 0.5 s, not the 1.8 s timed
+
+    monkeypatch.setattr(loop._Trainer, "_save", quick_save)
+    result = loop.train(dataclasses.replace(config, name="lengthened", time_budget=10.0))
+    out = capsys.readouterr().out
+    # 5 epochs of 1.8 s planned; after the first, 19 more of 0.5 s fit in the 9.5 s left.
+    assert "  epochs        5 " in out
+    assert "epochs take ~0.5s, shorter than timed: lengthening the run to 20 epochs to end within 10s" in out
+    assert result.epochs == len(result.metrics) == 20 and result.metrics[-1]["lr"] == pytest.approx(1e-5)

@@ -158,7 +158,8 @@ def _is_grey(array: np.ndarray) -> bool:
     if array.ndim == 2:
         return True
     channels = array.astype(np.int16)
-    return bool(np.abs(channels[..., 0] - channels[..., 1]).mean() <= 1 and np.abs(channels[..., 0] - channels[..., 2]).mean() <= 1)
+    first = channels[..., 0]
+    return bool(np.abs(first - channels[..., 1]).mean() <= 1 and np.abs(first - channels[..., 2]).mean() <= 1)
 
 
 def _thumbnail(array: np.ndarray) -> np.ndarray:

@@ -54,7 +54,9 @@ def image_sizes(dataset: ImageDataset) -> np.ndarray:
         return np.tile(np.asarray(dataset.pixels.shape[1:3]), (len(dataset), 1))
     if isinstance(dataset, DecodedImageDataset):
         return np.asarray([array.shape[:2] for array in dataset.arrays]).reshape(-1, 2)
-    raise DataError(f"image sizes are known without reading files only for images in memory, not {type(dataset).__name__}")
+    raise DataError(
+        f"image sizes are known without reading files only for images in memory, not {type(dataset).__name__}"
+    )
 
 
 def fits_as_tensor(dataset: ImageDataset, pre: Preprocessing, limit: int) -> bool:

@@ -118,10 +118,11 @@ def build_transforms(train: bool, pre: Preprocessing, aug: AugmentConfig | None 
 
     Train: convert mode, RandomResizedCrop(``img_size``, ``aug.scale``, ``aug.ratio``,
     antialiased) or, with ``aug.crop == "pad"``, the evaluation resize and a random crop of
-    the image padded by ``aug.pad`` pixels (reflected), horizontal flip, RandAugment / TrivialAugmentWide (filling with the mean
-    colour), to float in 0..1, Normalize(``pre.mean``, ``pre.std``), RandomErasing with
-    per-pixel normal noise (timm's "pixel" mode). Steps whose ``aug`` flag is 0 or ``"none"`` are
-    left out; ``aug=None`` means ``AugmentConfig()``. Eval (``aug`` unused): convert mode,
+    the image padded by ``aug.pad`` pixels (reflected), horizontal flip, RandAugment /
+    TrivialAugmentWide (filling with the mean colour), to float in 0..1,
+    Normalize(``pre.mean``, ``pre.std``), RandomErasing with per-pixel normal noise (timm's
+    "pixel" mode). Steps whose ``aug`` flag is 0 or ``"none"`` are left out; ``aug=None``
+    means ``AugmentConfig()``. Eval (``aug`` unused): convert mode,
     Resize(shorter side ``int(img_size / crop_pct)``), CenterCrop(``img_size``), to float,
     Normalize; it is deterministic.
     """

@@ -3,4 +3,13 @@
 from swinkit.model.registry import ALIASES, COMPACT, VARIANTS, create_model, get_config, list_models
 from swinkit.model.swin import SwinConfig, SwinTransformer
 
-__all__ = ["ALIASES", "COMPACT", "VARIANTS", "SwinConfig", "SwinTransformer", "create_model", "get_config", "list_models"]
+__all__ = [
+    "ALIASES",
+    "COMPACT",
+    "VARIANTS",
+    "SwinConfig",
+    "SwinTransformer",
+    "create_model",
+    "get_config",
+    "list_models",
+]

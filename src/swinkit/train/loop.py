@@ -271,6 +271,7 @@ class _Trainer:
         self._build_model()
         self._build_data(data)
         self.fit_budget = 0.0
+        self.most_epochs: int | None = None
         if self.fresh:
             self._plan()
         # Training draws random numbers from where the model's initialisation left them,
@@ -427,8 +428,9 @@ class _Trainer:
         if self.tensor_path:
             self.train_loader.augment = BatchAugment(self.preprocessing, augment if self.config.augment else None)
         else:
-            transform = build_transforms(self.config.augment, self.preprocessing, augment if self.config.augment else None)
-            self.train_loader.dataset.transform = transform
+            self.train_loader.dataset.transform = build_transforms(
+                self.config.augment, self.preprocessing, augment if self.config.augment else None
+            )
 
     def _clock(self) -> float:
         if self.device.type == "cuda":
@@ -482,9 +484,11 @@ class _Trainer:
         scale = config.batch_size / small
         if first * scale <= SLOW_STEP:
             step_seconds = time_calls(stepper(config.batch_size), warmup=1, repeats=3, clock=self._clock)
+            evaluated = 2 * config.batch_size  # as the validation batches
         else:
             step_seconds = first * scale
-        images, _ = self._timing_batch(small)()
+            evaluated = small
+        images, _ = self._timing_batch(evaluated)()
         probe.eval()
         with torch.no_grad(), autocast(self.device, config.precision):
             per_image = time_calls(lambda: probe(images), warmup=0, repeats=1, clock=self._clock) / len(images)
@@ -495,7 +499,8 @@ class _Trainer:
         """An epoch's estimated seconds, and a step's."""
         step, per_image = self._time_steps()
         val_count = math.ceil(self.val_count / self.context.world_size)
-        return epoch_seconds(self.steps_per_epoch * self.config.accum_steps, step, val_count, per_image, SAVE_SECONDS), step
+        batches = self.steps_per_epoch * self.config.accum_steps
+        return epoch_seconds(batches, step, val_count, per_image, SAVE_SECONDS), step
 
     def _switch_model(self, candidate: recipe.Candidate) -> None:
         overrides = dict(self.config.model_overrides) | candidate.overrides
@@ -521,7 +526,7 @@ class _Trainer:
         epochs = config.epochs
         reason = "given" if "epochs" in self.given else f"the {config.recipe} recipe's"
         if self.fit_budget:
-            most = recipe.MAX_EPOCHS if auto else config.epochs
+            most = self.most_epochs = recipe.MAX_EPOCHS if auto else config.epochs
             epochs = fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
             for previous, candidate in zip(self.candidates, self.candidates[1:]):
                 if epochs >= recipe.MIN_EPOCHS:
@@ -677,17 +682,21 @@ class _Trainer:
         return TrainResult(self.run_dir.path, self.config.epochs, self.best_top1, final, self.rows)
 
     def _keep_to_budget(self, epoch: int) -> None:
-        """Shorten the run when its epochs turn out slower than timed and it would pass its budget."""
+        """Refit the epochs when they turn out slower (or, early on, faster) than timed."""
         if not self.fit_budget or not self.fresh or epoch >= self.config.epochs:
             return
         per_epoch = self.printer.log.per_epoch() or 0.0
         elapsed = _now() - self.start
-        epochs = refit(self.fit_budget, elapsed, epoch, self.config.epochs, per_epoch, FINAL_SECONDS)
+        epochs = refit(
+            self.fit_budget, elapsed, epoch, self.config.epochs, per_epoch, FINAL_SECONDS, self.most_epochs
+        )
         epochs = _gather(self.context, epochs)[0]
-        if epochs >= self.config.epochs:
+        if epochs == self.config.epochs:
             return
+        change = "longer" if epochs < self.config.epochs else "shorter"
+        verb = "shortening" if epochs < self.config.epochs else "lengthening"
         self.printer.line(
-            f"epochs take ~{format_duration(per_epoch)}, longer than timed: shortening the run to {epochs} epochs "
+            f"epochs take ~{format_duration(per_epoch)}, {change} than timed: {verb} the run to {epochs} epochs "
             f"to end within {format_duration(self.fit_budget)}"
         )
         self.config = dataclasses.replace(self.config, epochs=epochs)

@@ -274,7 +274,10 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
         elif profile.side > MAX_SIDE:
             why = f"the images ({profile.side} px) resized to the small-image recipe's largest input"
         else:
-            why = f"the images ({profile.side} px) rounded so that patch {geometry.patch} and window {geometry.window} tile every stage"
+            why = (
+                f"the images ({profile.side} px) rounded so that patch {geometry.patch} and window "
+                f"{geometry.window} tile every stage"
+            )
         choices.append(Choice("input size", _size(geometry.img_size), why, "--img-size"))
     else:
         choices.append(Choice("input size", _size(config.img_size), "given", "--img-size"))
@@ -381,7 +384,12 @@ def after_timing(
     if config.warmup_epochs is None:
         changes["warmup_epochs"] = choose_warmup(total, steps_per_epoch)
         choices.append(
-            Choice("warm-up", f"{changes['warmup_epochs']:g} epochs", "5% of the run, at least 100 steps", "--warmup-epochs")
+            Choice(
+                "warm-up",
+                f"{changes['warmup_epochs']:g} epochs",
+                "5% of the run, at least 100 steps",
+                "--warmup-epochs",
+            )
         )
     side = config.img_size if isinstance(config.img_size, int) else min(config.img_size or (32,))
     level, settings = choose_regularisation(total, side)

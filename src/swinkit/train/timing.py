@@ -2,7 +2,8 @@
 
 The arithmetic is kept apart from the clock so that it can be tested with made-up times:
 :func:`epoch_seconds` adds up an epoch, :func:`fit_epochs` fits epochs into a budget,
-:func:`refit` shortens a run whose epochs turn out slower than measured, and
+:func:`refit` shortens a run whose epochs turn out slower than measured (and lengthens,
+early on, one whose epochs are faster), and
 :class:`ProgressLog` prints epoch and progress lines from any clock.
 """
 
@@ -24,6 +25,8 @@ LONG_RUN = 3 * 3600.0
 PROGRESS_INTERVAL = 20.0
 #: A run projected to pass its budget by more than this share is shortened (see :func:`refit`).
 OVERRUN_TOLERANCE = 0.05
+#: Within this share of its epochs, a run projected to end well before its budget is lengthened.
+LENGTHEN_WITHIN = 0.25
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _DURATION = re.compile("".join(f"(?:(?P<{unit}>{_NUMBER}){unit})?" for unit in "dhms"))
@@ -32,7 +35,9 @@ NO_BUDGET = ("none", "off", "0")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2h"``, ``"1d"``; ``"none"`` (or ``"off"``, ``"0"``) gives 0, no budget.
+    """Seconds from ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2h"`` or ``"1d"``; 0 (no budget) from ``"none"``.
+
+    ``"off"`` and ``"0"`` also mean no budget.
 
     Raises ValueError naming the text and the accepted forms.
     """
@@ -101,20 +106,32 @@ def fit_epochs(budget: float, elapsed: float, per_epoch: float, final_seconds: f
 
 
 def refit(
-    budget: float, elapsed: float, done: int, planned: int, per_epoch: float, final_seconds: float
+    budget: float,
+    elapsed: float,
+    done: int,
+    planned: int,
+    per_epoch: float,
+    final_seconds: float,
+    most: int | None = None,
 ) -> int:
     """Epochs to plan after ``done`` of ``planned`` took ``elapsed`` seconds, epochs now taking ``per_epoch``.
 
-    Unchanged unless the run is projected to end more than :data:`OVERRUN_TOLERANCE` past
-    ``budget``; then as many epochs as still fit, at least ``done`` (the run stops after
-    this epoch). Never more than planned: a faster machine does not lengthen a run whose
-    learning-rate schedule is already under way.
+    A run projected to end more than :data:`OVERRUN_TOLERANCE` past ``budget`` gets as many
+    epochs as still fit, at least ``done`` (it then stops after this epoch). Within the
+    first :data:`LENGTHEN_WITHIN` of its epochs, a run projected to end more than twice
+    that tolerance early gets as many as fit, up to ``most``: the learning-rate schedule has
+    barely moved yet. Otherwise the plan stands.
     """
-    projected = elapsed + (planned - done) * per_epoch + final_seconds
-    if projected <= budget * (1 + OVERRUN_TOLERANCE) or per_epoch <= 0:
+    if per_epoch <= 0:
         return planned
-    fits = math.floor((budget - elapsed - final_seconds) / per_epoch)
-    return max(done, min(planned, done + fits))
+    projected = elapsed + (planned - done) * per_epoch + final_seconds
+    fits = done + math.floor((budget - elapsed - final_seconds) / per_epoch)
+    if projected > budget * (1 + OVERRUN_TOLERANCE):
+        return max(done, min(planned, fits))
+    early = done <= LENGTHEN_WITHIN * planned
+    if most is not None and early and projected < budget * (1 - 2 * OVERRUN_TOLERANCE):
+        return max(planned, min(most, fits))
+    return planned
 
 
 def time_calls(
