@@ -1,40 +1,44 @@
 """Training from scratch on small images: ``swinkit train`` with the data-chosen recipe against timm.
 
-    python benchmarks/small_data.py                      # the full run: 2 sets x 3 seeds x 2 systems, 75 s each
-    python benchmarks/small_data.py --quick              # a smoke run: 1 seed, 20 s budgets, short speed test
+    python benchmarks/small_data.py              # the full run: 2 sets x 3 seeds x 2 systems, 75 s each (~18 min)
+    python benchmarks/small_data.py --quick      # a smoke run: seed 0, 20 s budgets, a short speed test
     python benchmarks/small_data.py --budget 90 --seeds 0 1 2 --sets digits cluttered
+    python benchmarks/small_data.py --speed-only # only the per-step speed comparison
 
 Two data sets, both built here without any download, as image folders (``train/``, ``val/``):
 
 - ``digits``: scikit-learn's 8x8 handwritten digits (1,797), 10% held out, stratified;
-- ``cluttered``: those digits enlarged to 32x32 with random rotation, scale, shear and
-  shift, fragments of other digits as clutter, a random background level and contrast, and
-  pixel noise; 3,000 training and 1,000 validation images, drawn from disjoint source
-  digits (75% / 25%), so no validation image shares its digit with a training image.
+- ``cluttered``: those digits enlarged to 32x32 with a random rotation (up to 15 degrees),
+  scale, shear and shift, among one to three fragments of other digits, on a random
+  background level with pixel noise; 3,000 training and 1,000 validation images drawn
+  from disjoint source digits (75% / 25%), so that no validation image shares its digit
+  with a training image.
 
 For each set and seed, in turn:
 
 - ``swinkit train --data train/ --val val/ --time BUDGET --seed S``: every other setting
   chosen from the data (model, input size, batch, lr, epochs from timed steps, augmentation);
 - timm's ``SwinTransformer`` with the architecture swinkit chose (same input, patch,
-  window, width, depths, heads, channels, drop path), in a plain PyTorch loop over the
-  decoded images with a typical small-image recipe: pad 1/8 and random crop, horizontal
-  flip, AdamW (lr 1e-3, weight decay 0.05), 5% linear warm-up then cosine, label
-  smoothing 0.1, batch 64, per-set mean/std; its epochs fitted to the same budget from five
-  timed steps, as a user would.
+  window, width, depths, heads, channels), in a plain PyTorch loop over the decoded images
+  with a typical small-image recipe: zero-pad 1/8 of the side and random crop, horizontal
+  flip, AdamW (lr 1e-3, weight decay 0.05 on weights), 5% linear warm-up then cosine, label
+  smoothing 0.1, drop path 0.1, batch 64, the set's mean and std; its epochs fitted to the
+  same budget from five timed steps, as a user would, evaluated after every epoch.
 
 Both run as separate processes; the time reported is each process's wall-clock time from
-start to exit (imports, data loading and the final evaluation included). Validation
-top-1 is the last epoch's (not the best epoch's).
+start to exit (start-up, data loading and the final evaluation included). Validation
+top-1 is the last epoch's, not the best epoch's.
 
 Then a per-step speed comparison (``--speed-rounds``), interleaved in one process, on the
-cluttered set with the model and batch swinkit chose: (a) ``swinkit train``'s own loop
-(``swinkit.train.loop.train``, the code the command runs; the mean step of its epochs after
-the first), (b) the same swinkit model in a plain loop over decoded tensors with the same
+cluttered set with the model and batch the recipe picks before any timing (swin_femto,
+patch 2, batch 64, the issue's configuration): (a) ``swinkit train``'s own loop
+(``swinkit.train.loop.train``, the code the command runs; its epochs after the first),
+(b) the same swinkit model in a plain loop over decoded tensors with the same
 augmentation, optimiser and clipping, (c) timm's model of the same configuration in that
 plain loop.
 
-Writes ``benchmarks/results/small_data.json`` and ``small_data.md``.
+Writes ``small_data.json`` and ``small_data.md`` to ``--output`` (``benchmarks/results``;
+``small_data_quick.*`` with ``--quick``).
 """
 
 from __future__ import annotations
