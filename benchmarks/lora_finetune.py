@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import swinkit
-from swinkit.benchmark import saved_activations
+from swinkit.benchmark import _resident_mb, saved_activations
 from swinkit.data import load_data
 from swinkit.train.config import DIGITS, TrainConfig
 from swinkit.train.loop import train
@@ -50,13 +50,6 @@ SHARED = {
     key: DIGITS[key] for key in ("auto_augment", "re_prob", "mixup", "cutmix", "hflip", "scale", "mean", "std")
 } | {"crop_pct": 1.0, "label_smoothing": 0.0, "drop_path": 0.0, "workers": 0, "quiet": True, "lr_base_batch": 0}
 METHODS = {"full": (5e-4, 2e-3), "lora": (2e-3, 5e-3), "head only": (2e-3, 1e-2)}
-
-
-def _resident_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _peak_mb() -> float:
