@@ -29,6 +29,25 @@ from swinkit.model import SwinConfig
 
 NAME = "hf"
 
+#: A block's layers under their Hugging Face names, shared by Swin and Swin V2 (V2's
+#: ``layernorm_before`` is applied after the attention, but it is still ``norm1``), with the
+#: transformers 5 names (for V2: its ``swin`` renames applied to Swin V2).
+_BLOCK_MODULES = (
+    ("layernorm_before", "norm1"),
+    ("attention.self.query", "attn.q"),
+    ("attention.self.key", "attn.k"),
+    ("attention.self.value", "attn.v"),
+    ("attention.output.dense", "attn.proj"),
+    ("layernorm_after", "norm2"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+    ("attention.q_proj", "attn.q"),
+    ("attention.k_proj", "attn.k"),
+    ("attention.v_proj", "attn.v"),
+    ("attention.o_proj", "attn.proj"),
+    ("mlp.fc1", "mlp.fc1"),
+    ("mlp.fc2", "mlp.fc2"),
+)
 LAYOUT = Layout(
     modules=(
         ("swin.embeddings.patch_embeddings.projection", "patch_embed.proj"),
@@ -37,24 +56,10 @@ LAYOUT = Layout(
         ("classifier", "head"),
     ),
     block="swin.encoder.layers.{stage}.blocks.{block}",
-    block_modules=(
-        ("layernorm_before", "norm1"),
-        ("attention.self.query", "attn.q"),
-        ("attention.self.key", "attn.k"),
-        ("attention.self.value", "attn.v"),
+    block_modules=_BLOCK_MODULES
+    + (
         ("attention.self.relative_position_bias_table", "attn.relative_position_bias_table"),
-        ("attention.output.dense", "attn.proj"),
-        ("layernorm_after", "norm2"),
-        ("intermediate.dense", "mlp.fc1"),
-        ("output.dense", "mlp.fc2"),
-        # transformers 5 names
-        ("attention.q_proj", "attn.q"),
-        ("attention.k_proj", "attn.k"),
-        ("attention.v_proj", "attn.v"),
         ("attention.relative_position_bias.relative_position_bias_table", "attn.relative_position_bias_table"),
-        ("attention.o_proj", "attn.proj"),
-        ("mlp.fc1", "mlp.fc1"),
-        ("mlp.fc2", "mlp.fc2"),
     ),
     merge="swin.encoder.layers.{stage}.downsample",
     merge_stage=(1, -1),
@@ -63,24 +68,10 @@ LAYOUT = Layout(
 LAYOUT_V2 = Layout(
     modules=tuple((theirs.replace("swin.", "swinv2.", 1), ours) for theirs, ours in LAYOUT.modules),
     block="swinv2.encoder.layers.{stage}.blocks.{block}",
-    block_modules=(
-        ("layernorm_before", "norm1"),
-        ("attention.self.query", "attn.q"),
-        ("attention.self.key", "attn.k"),
-        ("attention.self.value", "attn.v"),
+    block_modules=_BLOCK_MODULES
+    + (
         ("attention.self.logit_scale", "attn.logit_scale"),
         ("attention.self.continuous_position_bias_mlp", "attn.cpb_mlp"),
-        ("attention.output.dense", "attn.proj"),
-        ("layernorm_after", "norm2"),
-        ("intermediate.dense", "mlp.fc1"),
-        ("output.dense", "mlp.fc2"),
-        # transformers 5 names (its ``swin`` renames applied to Swin V2)
-        ("attention.q_proj", "attn.q"),
-        ("attention.k_proj", "attn.k"),
-        ("attention.v_proj", "attn.v"),
-        ("attention.o_proj", "attn.proj"),
-        ("mlp.fc1", "mlp.fc1"),
-        ("mlp.fc2", "mlp.fc2"),
     ),
     merge="swinv2.encoder.layers.{stage}.downsample",
     merge_stage=(1, -1),
