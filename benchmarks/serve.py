@@ -40,7 +40,7 @@ from PIL import Image
 
 import swinkit
 from swinkit.benchmark import machine
-from swinkit.inference import load_classifier
+from swinkit.classifier import load_classifier
 from swinkit.train.config import DIGITS
 
 CLIENTS = (1, 4, 16)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import swinkit
 from swinkit.cli import main
 from swinkit.data import load_data
-from swinkit.inference import load_classifier, predict
+from swinkit.classifier import load_classifier, predict
 from swinkit.train import loop
 from swinkit.train.lora import LoraAdapters, target_pattern
 

@@ -14,7 +14,7 @@ import swinkit
 from swinkit.cli import main
 from swinkit.data import load_data
 from swinkit.export import ONNX_TOLERANCE, check_onnx
-from swinkit.inference import evaluate_data, load_classifier, predict
+from swinkit.classifier import evaluate_data, load_classifier, predict
 from swinkit.precision import PRECISIONS, apply_precision, check_precision, input_dtype, model_precision
 from swinkit.train.config import TrainConfig
 from swinkit.train.loop import train

@@ -26,7 +26,7 @@ import swinkit.precision
 from swinkit import viz
 from swinkit.cli import main
 from swinkit.cli import serve as serve_command
-from swinkit.inference import load_classifier, predict
+from swinkit.classifier import load_classifier, predict
 from swinkit.serve import Batcher, ModelRunner, QueueFullError, ServeSettings, create_app
 from swinkit.viz.figure import DEFAULT_DPI
 

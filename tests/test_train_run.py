@@ -194,7 +194,7 @@ def test_eval_reports_accuracy_per_class_and_the_confusion_matrix(trained_run, f
     assert report["top5"] == 100.0 and report["top1"] >= 80.0
     assert (tmp_path / "eval_confusion_matrix.png").stat().st_size > 0
     # The same numbers by hand, from the exported weights and the eval transform.
-    classifier = __import__("swinkit.inference", fromlist=["load_classifier"]).load_classifier(trained_run, "cpu")
+    classifier = __import__("swinkit.classifier", fromlist=["load_classifier"]).load_classifier(trained_run, "cpu")
     correct = 0
     for index, name in enumerate(["blue", "green", "red"]):
         for path in sorted((folder / name).iterdir()):

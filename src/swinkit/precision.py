@@ -1,6 +1,6 @@
 """The numeric precision a model runs inference in: fp32, bf16 or int8, in one place.
 
-Inference (:func:`swinkit.inference.load_classifier`), export and serving all turn a
+Inference (:func:`swinkit.classifier.load_classifier`), export and serving all turn a
 float32 model into the chosen precision with :func:`apply_precision` and feed it inputs of
 :func:`input_dtype`:
 

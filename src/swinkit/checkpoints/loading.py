@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from swinkit.checkpoints import io
 from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format, resolve_format
-from swinkit.checkpoints.inference import infer_config, stage_windows
+from swinkit.checkpoints.architecture import infer_config, stage_windows
 from swinkit.checkpoints.layout import swin_version
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig, SwinTransformer, get_config

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 import torch
 
 from swinkit.checkpoints.errors import CheckpointError
-from swinkit.checkpoints.inference import variant_of
+from swinkit.checkpoints.architecture import variant_of
 from swinkit.checkpoints.layout import Converted, rename_to_native
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig

@@ -5,7 +5,7 @@ Patch merging is stored at the end of a stage (``layers.{0..2}.downsample``, swi
 block names of swinkit (``attn.q_bias``, ``attn.v_bias``, ``attn.logit_scale``,
 ``attn.cpb_mlp``); older ones name the position bias MLP ``attn.rpe_mlp``. The buffers they
 store (``relative_coords_table``, ``relative_position_index``, ``attn_mask``) are not loaded;
-the coordinate tables are read to tell the window (see :mod:`swinkit.checkpoints.inference`).
+the coordinate tables are read to tell the window (see :mod:`swinkit.checkpoints.architecture`).
 """
 
 from __future__ import annotations

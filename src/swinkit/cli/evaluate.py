@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swinkit.inference import evaluate_data, load_classifier
+    from swinkit.classifier import evaluate_data, load_classifier
     from swinkit.train.plots import plot_confusion
 
     classifier = load_classifier(args.model, args.device, args.precision)

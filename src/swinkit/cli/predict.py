@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swinkit.inference import load_classifier, predict
+    from swinkit.classifier import load_classifier, predict
 
     classifier = load_classifier(args.model, args.device, args.precision)
     predictions = predict(classifier, args.inputs, args.topk, args.batch_size)

@@ -31,9 +31,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from swinkit import __version__, viz
-from swinkit.checkpoints.inference import variant_of
+from swinkit.checkpoints.architecture import variant_of
 from swinkit.data.images import describe_error
-from swinkit.inference import Classifier
+from swinkit.classifier import Classifier
 from swinkit.serve.batching import QueueFullError
 from swinkit.serve.runner import ModelRunner
 from swinkit.serve.uploads import BodyLimit, accepted_formats, decode_upload, log, request_line

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from swinkit import viz
-from swinkit.inference import Classifier
+from swinkit.classifier import Classifier
 from swinkit.precision import check_precision
 from swinkit.serve.batching import Batcher
 from swinkit.viz.figure import DEFAULT_DPI
@@ -42,7 +42,7 @@ class ModelRunner:
     """Runs ``classifier`` for the server: batched top-k prediction, attention maps, attention pictures.
 
     ``precision`` is the one the classifier was loaded at (see
-    :func:`swinkit.inference.load_classifier`); it sets the dtype inputs are cast to. Prediction goes
+    :func:`swinkit.classifier.load_classifier`); it sets the dtype inputs are cast to. Prediction goes
     through a :class:`~swinkit.serve.batching.Batcher` with ``max_batch``, ``max_wait_ms``
     and ``max_queue``. Call :meth:`close` when done to stop the threads.
     """

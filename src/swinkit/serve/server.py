@@ -11,7 +11,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from swinkit.inference import load_classifier
+from swinkit.classifier import load_classifier
 from swinkit.serve.app import ServeSettings, create_app
 
 #: The environment variable through which ``serve`` hands its options to worker processes.

@@ -17,11 +17,23 @@ from types import MappingProxyType
 from typing import Any
 
 from swinkit.data.transforms import CROPS, AugmentConfig
-from swinkit.train.recipe import AUTO_FIXED, DEFAULT_BUDGET
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTS = ("randaugment", "trivial", "none")
 RECIPES = ("auto", "imagenet", "finetune", "digits")
+
+#: The default budget of a data-chosen run (seconds): a first run on a CPU.
+DEFAULT_BUDGET = 600.0
+#: Settings the data-chosen recipe fixes whatever the data (AdamW, cosine, label smoothing).
+AUTO_FIXED = {
+    "accum_steps": 1,
+    "lr_base_batch": 0,
+    "min_lr": 1e-5,
+    "weight_decay": 0.05,
+    "clip_grad": 5.0,
+    "label_smoothing": 0.1,
+    "crop_pct": 1.0,
+}
 
 #: The paper's recipe (the brief's "Training recipe"): lr 1e-3 at batch 1024, scaled linearly.
 SCRATCH = MappingProxyType(
@@ -190,7 +202,7 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` the recipe fixes filled, validated.
 
-        The ``auto`` recipe fixes only :data:`~swinkit.train.recipe.AUTO_FIXED` and the time
+        The ``auto`` recipe fixes only :data:`AUTO_FIXED` and the time
         budget here; the rest is chosen from the data when training starts
         (:func:`swinkit.train.recipe.from_data`).
         """

@@ -25,14 +25,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from swinkit.data.profile import DataProfile
 from swinkit.model import COMPACT, get_config
 from swinkit.model.flops import count_flops
-
-if TYPE_CHECKING:
-    from swinkit.train.config import TrainConfig
+from swinkit.train.config import TrainConfig
 
 #: Images from which each rung of the ladder is chosen (fewer than the next rung's count).
 RUNG_FROM_IMAGES: dict[str, int] = {"swin_atto": 0, "swin_femto": 1000, "swin_pico": 10000, "swin_nano": 40000}
@@ -41,24 +38,12 @@ RUNG_FROM_IMAGES: dict[str, int] = {"swin_atto": 0, "swin_femto": 1000, "swin_pi
 MIN_EPOCHS = 30
 #: The most epochs the recipe plans, however long the budget (the paper's 300).
 MAX_EPOCHS = 300
-#: The default budget of a data-chosen run (seconds): a first run on a CPU.
-DEFAULT_BUDGET = 600.0
 #: The largest input side the small-image recipe uses; larger images are resized to it.
 MAX_SIDE = 224
 #: Windows the geometry search considers.
 WINDOWS = (4, 6, 7, 8)
 #: Input sizes within this relative distance of the images' size count as equally good.
 SIZE_TOLERANCE = 0.15
-#: Settings the data-chosen recipe fixes whatever the data (AdamW, cosine, label smoothing).
-AUTO_FIXED = {
-    "accum_steps": 1,
-    "lr_base_batch": 0,
-    "min_lr": 1e-5,
-    "weight_decay": 0.05,
-    "clip_grad": 5.0,
-    "label_smoothing": 0.1,
-    "crop_pct": 1.0,
-}
 
 
 @dataclasses.dataclass(frozen=True)
