@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import torch
+from torch import nn
 
 from swinkit.model.swin import SwinConfig, SwinTransformer
 
@@ -103,6 +104,24 @@ ALIASES: Mapping[str, str] = MappingProxyType(_ALIASES)
 COMPACT: tuple[str, ...] = tuple(_COMPACT)
 
 
+#: Models of the other tasks (segmenters, detectors, masked-image models) by name, each a builder
+#: taking config overrides; filled by :func:`register_task_model` from the modules that define them.
+_TASK_MODELS: dict[str, Callable[..., nn.Module]] = {}
+#: The task models by name (read-only view).
+TASK_MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(_TASK_MODELS)
+
+
+def register_task_model(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Register a model of another task (``upernet_swin_t``, ...) under ``name`` for :func:`create_model`.
+
+    ``builder(**overrides)`` returns the model; a name already taken by a classifier variant,
+    an alias or another task model raises ValueError.
+    """
+    if name in VARIANTS or name in ALIASES or name in _TASK_MODELS:
+        raise ValueError(f"model name {name!r} is already registered")
+    _TASK_MODELS[name] = builder
+
+
 def list_models(include_aliases: bool = False) -> list[str]:
     """Names accepted by :func:`create_model`: the canonical ones, plus timm's with ``include_aliases``."""
     names = list(VARIANTS)
@@ -133,6 +152,7 @@ def create_model(name: str, device: torch.device | str | None = None, **override
     ``window_size``, ``in_chans``, ``drop_path_rate``, ...). ``device="meta"`` builds
     without allocating memory.
     """
-    config = get_config(name, **overrides)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        return SwinTransformer(config)
+        if name in _TASK_MODELS:
+            return _TASK_MODELS[name](**overrides)
+        return SwinTransformer(get_config(name, **overrides))
