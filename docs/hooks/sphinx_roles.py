@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import griffe
 
@@ -29,8 +30,9 @@ def _walk(obj: griffe.Object) -> Iterator[str]:
 
 
 def on_config(config, **kwargs):
-    """Collect the path of every object swinkit defines, read statically from ``src``."""
-    package = griffe.load("swinkit", search_paths=["src"], resolve_aliases=False)
+    """Collect the path of every object swinkit defines, read statically from ``src`` next to mkdocs.yml."""
+    source = Path(config.config_file_path).parent / "src"
+    package = griffe.load("swinkit", search_paths=[str(source)], resolve_aliases=False)
     _paths[:] = sorted(set(_walk(package)))
     return config
 
