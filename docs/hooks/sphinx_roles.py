@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import griffe
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.pages import Page
 
 ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj|const):<code>(?P<target>[^<]+)</code>")
 DIRECTIVE = re.compile(r"^:::\s*(?P<module>[\w.]+)", flags=re.MULTILINE)
@@ -29,7 +31,7 @@ def _walk(obj: griffe.Object) -> Iterator[str]:
             yield from _walk(member)
 
 
-def on_config(config, **kwargs):
+def on_config(config: MkDocsConfig, **kwargs: object) -> MkDocsConfig:
     """Collect the path of every object swinkit defines, read statically from ``src`` next to mkdocs.yml."""
     source = Path(config.config_file_path).parent / "src"
     package = griffe.load("swinkit", search_paths=[str(source)], resolve_aliases=False)
@@ -49,7 +51,7 @@ def resolve(target: str, page_modules: list[str]) -> str | None:
     return None
 
 
-def on_page_content(html_text: str, page, **kwargs) -> str:
+def on_page_content(html_text: str, page: Page, **kwargs: object) -> str:
     """Replace the roles in the rendered page by optional cross-references."""
     page_modules = DIRECTIVE.findall(page.markdown or "")
 
