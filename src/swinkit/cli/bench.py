@@ -1,4 +1,4 @@
-"""``swinkit bench NAME [options]``: run one of the benchmarks of :mod:`swinkit.bench`.
+"""``swinkit bench NAME [options]``: run one of the benchmarks (the package ``swinkit.bench``).
 
 ``swinkit bench`` alone lists the names; ``swinkit bench NAME --help`` gives a benchmark's
 options. Results go to ``benchmarks/results`` (each benchmark's ``--output`` to change it).
