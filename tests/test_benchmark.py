@@ -1,10 +1,23 @@
-"""The benchmark's own logic on small inputs: precisions applied alike, failures reported, GPU tables."""
+"""The benchmarks' own logic on small inputs: precisions applied alike, failures reported, the tables written,
+the committed results read back, and ``swinkit bench NAME`` reaching each benchmark."""
 
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
 import swinkit
-from swinkit.benchmark import Row, _precision_models, _speedups, interleaved, parse_args, to_markdown
+from swinkit.bench import lora, measure, models, serve, small_data, tables
+from swinkit.bench.models import Row, parse_args, precision_models, speedups, to_markdown
+from swinkit.cli import main as cli_main
+from swinkit.cli.bench import BENCHMARKS
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 class ReadsItsWeight(nn.Module):
@@ -24,21 +37,21 @@ def test_each_precision_is_applied_to_every_model_and_failures_are_kept():
     tiny = swinkit.create_model("swin_t", img_size=32, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
     models = {"swinkit": tiny.eval(), "torchvision": ReadsItsWeight().eval()}
     check = torch.randn(2, 3, 32, 32)
-    int8, failed, differences = _precision_models(models, "int8", check)
+    int8, failed, differences = precision_models(models, "int8", check)
     assert list(int8) == ["swinkit"] and list(differences) == ["swinkit"] and 0 < differences["swinkit"] < 0.1
     assert failed["torchvision"].startswith("TypeError: linear(): argument 'weight'")
-    bf16, failed, differences = _precision_models(models, "bf16", check)
+    bf16, failed, differences = precision_models(models, "bf16", check)
     assert set(bf16) == set(models) and not failed
     assert all(next(model.parameters()).dtype == torch.bfloat16 for model in bf16.values())
     assert next(tiny.parameters()).dtype == torch.float32  # converted copies
 
 
-def test_rows_with_a_failing_peer_and_the_speedups():
+def test_rows_with_a_failing_peer_and_thespeedups():
     row = Row("inference int8", 8, {"swinkit": 40.0, "timm": 25.0, "transformers": 20.0}, {"torchvision": "E"})
     assert row.ratio() == 40.0 / 25.0
     assert Row("inference int8", 8, {"swinkit": 4.0}, {"timm": "E"}).ratio() is None
     rows = [Row("inference fp32", 8, {"swinkit": 20.0, "timm": 18.0}), row]
-    assert _speedups(rows) == {"inference int8 / fp32 (batch 8)": 2.0}
+    assert speedups(rows) == {"inference int8 / fp32 (batch 8)": 2.0}
 
 
 def test_interleaved_times_every_step_each_round():
@@ -47,7 +60,7 @@ def test_interleaved_times_every_step_each_round():
     def step(name):
         return lambda: calls.__setitem__(name, calls[name] + 1)
 
-    times = interleaved({"a": step("a"), "b": step("b")}, rounds=3, repeats=2, warmup=2)
+    times = measure.interleaved({"a": step("a"), "b": step("b")}, rounds=3, repeats=2, warmup=2)
     assert calls == {"a": 2 + 3 * 2, "b": 2 + 3 * 2}
     assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3}
 
@@ -88,9 +101,156 @@ def test_a_gpu_run_writes_its_table():
     assert "inference bf16 weights / fp32 (batch 64): 2.50x" in text
 
 
-def test_defaults_follow_the_device_and_quick():
+def test_defaults_follow_the_device_the_model_and_quick():
     gpu = parse_args(["--device", "cuda", "--quick", "--bf16"])
     assert (gpu.batch, gpu.rounds, gpu.tag, gpu.bf16, gpu.memory) == (64, 3, "gpu", True, True)
     cpu = parse_args([])
     assert (cpu.batch, cpu.rounds, cpu.tag, cpu.bf16, cpu.int8) == (8, 7, "cpu", False, True)
     assert parse_args(["--quick", "--rounds", "1", "--tag", "smoke"]).rounds == 1
+    v2 = parse_args(["--model", "swinv2_t", "--device", "cuda"])
+    assert (v2.tag, v2.batch) == ("swinv2_t-cuda", 64)
+    assert parse_args(["--model", "swinv2_t"]).tag == "swinv2_t-cpu"
+
+
+@pytest.mark.parametrize(
+    ("stem", "writer"),
+    [
+        ("cpu", models.to_markdown),
+        ("gpu", models.to_markdown),
+        ("small_data", small_data.to_markdown),
+        ("serve", serve.to_markdown),
+        ("lora", lora.to_markdown),
+    ],
+)
+def test_the_committed_tables_are_what_the_writers_make_of_the_committed_figures(stem, writer):
+    results = json.loads((RESULTS / f"{stem}.json").read_text())
+    assert writer(results) == (RESULTS / f"{stem}.md").read_text()
+
+
+def test_a_v2_run_writes_the_same_tables_under_its_own_heading():
+    results = {
+        "model": "swinv2_t",
+        "img_size": 256,
+        "machine": {"cpu": "x", "cores": 2, "threads": 2, "torch": "2.14", "gpu": None, "cuda": None},
+        "device": "cpu",
+        "matmul_gflops": {"fp32": 100.0, "bf16": 200.0},
+        "rows": [
+            {
+                "case": "inference fp32",
+                "batch": 8,
+                "img_per_s": {"swinkit": 10.0, "timm": 8.0, "torchvision": 9.0, "transformers": 5.0},
+                "failed": {},
+                "ratio_to_fastest_peer": 10.0 / 9.0,
+            }
+        ],
+        "peak_memory_mb": {},
+        "growth_512_over_256": {"measured": 4.2, "eq2": 4.0, "eq1": 11.0},
+    }
+    text = to_markdown(results)
+    flops = 2 * swinkit.count_flops("swinv2_t").total
+    assert text.startswith("Swin V2-T at 256x256 (window 8; timm `swinv2_tiny_window8_256`, torchvision `swin_v2_t`")
+    assert "same weights. Machine: x, 2 cores, 2 threads, torch 2.14; measured on cpu\n" in text
+    assert "| inference fp32 | 8 | 10.00 | 8.00 | 9.00 | 5.00 | 1.11x |" in text
+    assert f"Swin V2-T is {flops / 1e9:.2f} G floating-point operations" in text
+    assert f"inference fp32 (batch 8) {100 * 10.0 * flops / 100e9:.0f}%." in text
+    assert text.endswith("Time per image at 512 over 256: 4.20 measured; Eq. 2 (windows) counts 4.00, Eq. 1 (global "
+                         "attention) would count 11.00.\n")  # fmt: skip
+
+
+def test_the_v2_weights_fold_the_q_and_v_biases_for_torchvision():
+    q, v = torch.arange(3.0), torch.arange(3.0) + 10
+    state = {"stages.0.blocks.0.attn.q_bias": q, "stages.0.blocks.0.attn.v_bias": v, "head.weight": torch.ones(2, 3)}
+    folded = models.torchvision_weights(state)
+    bias = next(tensor for key, tensor in folded.items() if key.endswith("qkv.bias"))
+    assert bias.tolist() == [0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 10.0, 11.0, 12.0]
+    assert not any(key.endswith(("q_bias", "v_bias")) for key in folded) and len(folded) == 2
+
+
+def test_markdown_tables_and_the_results_files(tmp_path, capsys):
+    assert tables.markdown_table(["", "a"], [["x", 1.5], ["y", ""]]) == [
+        "| | a |",
+        "| --- | --- |",
+        "| x | 1.5 |",
+        "| y | |",
+    ]
+    results = {"rows": [{"case": "x", "value": 1.25}]}
+    data, table = tables.write_results(tmp_path / "out", "smoke", results, "# table\n")
+    assert (data, table) == (tmp_path / "out" / "smoke.json", tmp_path / "out" / "smoke.md")
+    assert json.loads(data.read_text()) == results and table.read_text() == "# table\n"
+    assert capsys.readouterr().out == f"wrote {data} and {table}\n"
+
+
+def test_the_measuring_helpers_on_a_small_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    # Saved for backward: the input (3x4) for the first weight's gradient, ReLU's output (3x8), read by
+    # ReLU's backward and the second layer's alike but counted once, and the second weight (2x8); float32.
+    assert measure.saved_activations(model, torch.randn(3, 4)) == 4 * (3 * 4 + 3 * 8 + 2 * 8) / 2**20
+    memory = measure.training_memory(model, torch.randn(3, 4), classes=2)
+    assert memory["activations"] == 4 * (3 * 4 + 3 * 8 + 2 * 8) / 2**20 and memory["peak_rss"] >= 0
+    before = [p.detach().clone() for p in model.parameters()]
+    measure.training_step(model, torch.randn(3, 4), None, classes=2)()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    calls = []
+    assert len(measure.timed_calls(lambda: calls.append(1), seconds=0.0, least=3)) == 3 == len(calls)
+    assert len(measure.timed_calls(lambda: None, seconds=60.0, most=5)) == 5
+    assert measure.matmul_rate(torch.float32, size=32, seconds=0.01) > 0
+    # A process with PyTorch loaded holds some hundred MB: the units are MB, neither kB nor GB.
+    assert 100 < measure.resident_mb() < 100_000 and 100 < measure.peak_resident_mb() < 100_000
+    assert measure.machine()["threads"] == torch.get_num_threads()
+
+
+def test_a_fresh_process_runs_this_swinkit(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "elsewhere")
+    assert measure.swinkit_command("bench", "lora") == [sys.executable, "-m", "swinkit", "bench", "lora"]
+    first, rest = measure.child_env()["PYTHONPATH"].split(os.pathsep)
+    assert (Path(first) / "swinkit" / "__init__.py").resolve() == Path(swinkit.__file__).resolve()
+    assert rest == "elsewhere"
+
+
+def test_the_cluttered_digits_and_the_plain_loops_schedule():
+    sources = np.stack([np.full((8, 8), 16 * k, dtype=np.uint8) for k in range(4)])
+    images, labels = small_data.cluttered_digits(sources, np.arange(4), 5, np.random.default_rng(0))
+    again, _ = small_data.cluttered_digits(sources, np.arange(4), 5, np.random.default_rng(0))
+    assert [image.shape for image in images] == [(32, 32)] * 5 and set(labels) <= {0, 1, 2, 3}
+    assert all(np.array_equal(a, b) for a, b in zip(images, again))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    loop = small_data.PlainLoop(
+        model, np.zeros((10, 8, 8), np.uint8), np.zeros(10, np.int64), batch=4, lr=1.0, mean=[0.5], std=[0.25],
+        pad=1, flip=True, clip=1.0, seed=0, warmup=0.1,
+    )  # fmt: skip
+    loop.total = 20
+    assert loop.steps_per_epoch == 3 and loop.rate() == 0.5
+    loop.done = 2
+    assert loop.rate() == 1.0
+    loop.done = 11
+    assert loop.rate() == pytest.approx(0.5)
+    shapes = [(images.shape, labels.shape) for images, labels in loop.batches()]
+    assert shapes == [((4, 1, 8, 8), (4,)), ((4, 1, 8, 8), (4,)), ((2, 1, 8, 8), (2,))]
+
+
+def test_bench_lists_its_benchmarks(capsys):
+    assert cli_main(["bench"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"  {name} " in listing for name in ("models", "v2", "small-data", "serve", "lora"))
+    with pytest.raises(SystemExit) as exit:
+        cli_main(["bench", "--help"])
+    help_text = capsys.readouterr().out
+    assert exit.value.code == 0 and help_text.startswith("usage: swinkit bench [-h] NAME ...")
+    assert all(f"    {name}" in help_text for name in BENCHMARKS) and len(BENCHMARKS) == 5
+    with pytest.raises(SystemExit) as exit:
+        cli_main(["bench", "--quick"])
+    assert exit.value.code == 2 and "unrecognized arguments: --quick" in capsys.readouterr().err
+
+
+def test_bench_name_passes_the_options_on(monkeypatch, capsys):
+    seen = []
+    for name in ("v2", "lora"):
+        fake = BENCHMARKS[name]._replace(main=lambda argv: seen.append(list(argv)) or 0)
+        monkeypatch.setitem(BENCHMARKS, name, fake)
+    assert cli_main(["bench", "v2", "--quick", "--rounds", "1", "--bf16"]) == 0
+    assert cli_main(["bench", "lora"]) == 0
+    assert seen == [["--model", "swinv2_t", "--quick", "--rounds", "1", "--bf16"], []]
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "models", "--help"])
+    assert "usage: swinkit bench models" in capsys.readouterr().out

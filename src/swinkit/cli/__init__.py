@@ -35,9 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        if args.command != "bench":
+        if not hasattr(args, "options"):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        # The benchmark has its own options (--help among them): they are passed on as they came.
+        # A benchmark has its own options (--help among them): they are passed on as they came.
         args.options = unknown + list(args.options)
     # Read from sys.argv: this process was started for this command (time budgets count its start-up).
     args.command_line = argv is None

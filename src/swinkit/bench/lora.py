@@ -1,6 +1,6 @@
 """LoRA against a full fine-tune: trainable parameters, accuracy and training memory.
 
-    python benchmarks/lora_finetune.py [--epochs 10] [--rank 8]
+    swinkit bench lora [--epochs 10] [--rank 8]
 
 1. "Pretrained": a small Swin trained on the built-in digits of classes 0-4.
 2. Fine-tuned from it on the new classes 5-9 (half of their images to train, half to
@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import swinkit
-from swinkit.benchmark import _resident_mb, saved_activations
+from swinkit.bench import measure, tables
 from swinkit.data import load_data
 from swinkit.train.config import DIGITS, TrainConfig
 from swinkit.train.loop import train
@@ -52,10 +49,6 @@ SHARED = {
 METHODS = {"full": (5e-4, 2e-3), "lora": (2e-3, 5e-3), "head only": (2e-3, 1e-2)}
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def write_digits(root: Path, classes: set[str]) -> Path:
     """The built-in digits of ``classes`` as an image folder ``root/<class>/<n>.png``."""
     data = load_data("digits", val_split=0.0).train
@@ -70,42 +63,32 @@ def write_digits(root: Path, classes: set[str]) -> Path:
 
 def train_worker(spec: dict) -> dict:
     """One training run in this process: its accuracy, time and the peak resident memory it added."""
-    before = _resident_mb()
+    before = measure.resident_mb()
     started = time.perf_counter()
     result = train(TrainConfig.from_dict(spec))
     return {
         "final_top1": result.final.top1,
         "best_top1": result.best_top1,
         "seconds": time.perf_counter() - started,
-        "peak_rss_added": _peak_mb() - before,
+        "peak_rss_added": measure.peak_resident_mb() - before,
     }
 
 
 def step_worker(rank: int, checkpointing: bool, targets: str = DEFAULT_TARGETS) -> dict:
-    """Memory of two Swin-T training steps (batch 8, 224x224, AdamW), full (rank 0) or LoRA of ``rank`` on ``targets``."""
+    """Memory of two Swin-T training steps (batch 8, 224x224, AdamW), full (rank 0) or LoRA of ``rank`` on
+    ``targets``: :func:`swinkit.bench.measure.training_memory` and the parameters trained."""
     torch.manual_seed(0)
     model = swinkit.create_model("swin_t", num_classes=10).train()
     model.set_grad_checkpointing(checkpointing)
     trainable = sum(p.numel() for p in model.parameters())
     if rank:
         trainable = LoraAdapters(model, rank, targets=targets).trainable_parameters
-    batch, targets = torch.randn(8, 3, 224, 224), torch.randint(0, 10, (8,))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    before = _resident_mb()
-    for _ in range(2):
-        nn.functional.cross_entropy(model(batch), targets).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    peak = _peak_mb() - before
-    return {"trainable": trainable, "peak_rss_added": peak, "activations": saved_activations(model, batch)}
+    memory = measure.training_memory(model, torch.randn(8, 3, 224, 224), classes=10)
+    return {"trainable": trainable, "peak_rss_added": memory["peak_rss"], "activations": memory["activations"]}
 
 
 def _in_fresh_process(mode: str, payload: object) -> dict:
-    command = [sys.executable, __file__, f"--{mode}-worker", json.dumps(payload)]
-    done = subprocess.run(command, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} worker failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure.worker_result(["bench", "lora", f"--{mode}-worker", json.dumps(payload)])
 
 
 def _trainable(pretrained: Path, method: str, rank: int, classes: list[str]) -> tuple[int, int]:
@@ -119,11 +102,12 @@ def _trainable(pretrained: Path, method: str, rank: int, classes: list[str]) -> 
     return total, total
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``swinkit bench lora``: pretrain, fine-tune three ways, measure Swin-T's steps, write ``lora.{json,md}``."""
+    parser = argparse.ArgumentParser(prog="swinkit bench lora", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8; alpha = 2 x rank)")
-    parser.add_argument("--output", default="benchmarks/results", help="folder for lora.md and lora.json")
+    parser.add_argument("--output", default=str(tables.RESULTS), help="folder for lora.md and lora.json")
     parser.add_argument("--train-worker", help=argparse.SUPPRESS)
     parser.add_argument("--step-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -192,11 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "lora.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "lora.md").write_text(to_markdown(results))
-    print(f"wrote {output / 'lora.md'} and {output / 'lora.json'} ({seconds:.0f} s)")
+    tables.write_results(args.output, "lora", results, to_markdown(results))
+    print(f"took {seconds:.0f} s")
     return 0
 
 
@@ -209,18 +190,17 @@ def to_markdown(results: dict) -> str:
         f"torch {results['torch']}, {results['threads']} threads). LoRA: rank {rank}, alpha {2 * rank}, on every "
         f"block's qkv, proj, fc1, fc2, plus the new head. Times are wall-clock and move with the machine's load."
     )
-    lines = [
-        intro,
-        "",
-        "| method | lr | trained parameters | share | validation top-1 (last) | best | peak RSS added, MB | time, s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in results["finetune"]:
-        lines.append(
-            f"| {row['method']} | {row['lr']:g} | {row['trainable']:,} | {100 * row['trainable'] / row['total']:.1f}% "
-            f"| {row['final_top1']:.2f}% | {row['best_top1']:.2f}% | {row['peak_rss_added']:.0f} | "
-            f"{row['seconds']:.0f} |"
-        )
+    lines = [intro, ""]
+    lines += tables.markdown_table(
+        ["method", "lr", "trained parameters", "share", "validation top-1 (last)", "best", "peak RSS added, MB",
+         "time, s"],
+        [
+            [row["method"], f"{row['lr']:g}", f"{row['trainable']:,}", f"{100 * row['trainable'] / row['total']:.1f}%",
+             f"{row['final_top1']:.2f}%", f"{row['best_top1']:.2f}%", f"{row['peak_rss_added']:.0f}",
+             f"{row['seconds']:.0f}"]
+            for row in results["finetune"]
+        ],
+    )  # fmt: skip
     lines += [
         "",
         (
@@ -230,13 +210,14 @@ def to_markdown(results: dict) -> str:
         "",
         "Swin-T (28.3 M parameters), two training steps at 224x224, batch 8, AdamW, fresh process each:",
         "",
-        "| | trained parameters | peak resident memory added, MB | activations saved for backward, MB |",
-        "| --- | --- | --- | --- |",
     ]
-    for name, value in results["swin_t_step"].items():
-        lines.append(
-            f"| {name} | {value['trainable']:,} | {value['peak_rss_added']:.0f} | {value['activations']:.0f} |"
-        )
+    lines += tables.markdown_table(
+        ["", "trained parameters", "peak resident memory added, MB", "activations saved for backward, MB"],
+        [
+            [name, f"{value['trainable']:,}", f"{value['peak_rss_added']:.0f}", f"{value['activations']:.0f}"]
+            for name, value in results["swin_t_step"].items()
+        ],
+    )
     lines += [
         "",
         (
@@ -248,6 +229,3 @@ def to_markdown(results: dict) -> str:
     ]
     return "\n".join(lines) + "\n"
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

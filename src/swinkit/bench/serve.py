@@ -1,6 +1,6 @@
 """``swinkit serve`` under load, on loopback: requests/s and latency, batching on and off, fp32 and int8.
 
-    python benchmarks/serve.py [--quick] [--digits runs/digits] [--models digits swin_t]
+    swinkit bench serve [--quick] [--digits runs/digits] [--models digits swin_t]
 
 For each model (the digits model, 8x8 grey, and Swin-T at 224 with random weights: the
 speed of a forward pass does not depend on the weights' values), each precision and
@@ -15,7 +15,7 @@ batch 1 and at the batch size of the batching runs. Writes
 
 The clients run in this process (asyncio, httpx) on the same machine as the server, so on
 a small CPU they take some of its time; the figures are for comparing the settings with
-each other, measured in the same run.
+each other, measured in the same run. The clients need ``httpx`` (a test extra).
 """
 
 from __future__ import annotations
@@ -23,33 +23,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import numpy as np
 import torch
 from PIL import Image
 
 import swinkit
-from swinkit.benchmark import machine
+from swinkit.bench import measure, tables
 from swinkit.classifier import load_classifier
 from swinkit.train.config import DIGITS
 
 CLIENTS = (1, 4, 16)
 PRECISIONS = ("fp32", "int8")
-RESULTS = Path(__file__).parent / "results"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options of ``swinkit bench serve``; ``--quick`` caps the requests and seconds per level."""
+    parser = argparse.ArgumentParser(
+        prog="swinkit bench serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, a few seconds per level")
     parser.add_argument("--models", nargs="+", choices=("digits", "swin_t"), default=["digits", "swin_t"])
     parser.add_argument("--digits", help="a trained digits model (run or export); default: the digits shape, random")
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=16, help="batch size of the batching runs (default 16)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="wait of the batching runs (default 5 ms)")
     parser.add_argument("--threads", type=int, help="the server's PyTorch threads (default: PyTorch's choice)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="folder for serve.json and serve.md")
+    parser.add_argument("--output", type=Path, default=tables.RESULTS, help="folder for serve.json and serve.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.seconds = min(args.requests, 24), min(args.seconds, 3.0)
@@ -86,12 +86,14 @@ def build_models(args: argparse.Namespace, folder: Path) -> dict[str, tuple[str,
 
 
 def encode(image: Image.Image, format: str) -> bytes:
+    """``image`` as the bytes of a file in ``format`` (``PNG``, ``JPEG``)."""
     buffer = io.BytesIO()
     image.save(buffer, format=format)
     return buffer.getvalue()
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -103,16 +105,18 @@ class Server:
     def __init__(self, source: str, precision: str, max_batch: int, max_wait_ms: float, threads: int | None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            *(sys.executable, "-m", "swinkit", "serve", source, "--host", "127.0.0.1", "--port", str(self.port)),
+        self.command = measure.swinkit_command(
+            *("serve", source, "--host", "127.0.0.1", "--port", str(self.port)),
             *("--precision", precision, "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)),
             *("--device", "cpu", "--log-level", "warning"),
             *(("--threads", str(threads)) if threads else ()),
-        ]
+        )
 
     def __enter__(self) -> Server:
+        import httpx  # a test extra, not a dependency of swinkit: imported by the benchmark's run only
+
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=self.log, env=measure.child_env())
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -140,6 +144,8 @@ class Server:
 
 async def load(url: str, image: bytes, clients: int, requests: int, seconds: float) -> dict[str, object]:
     """``clients`` closed-loop clients until ``requests`` answers or ``seconds``; latencies of the answers."""
+    import httpx  # a test extra, as above
+
     latencies: list[float] = []
     errors = 0
     sent = 0
@@ -179,16 +185,12 @@ def model_alone(source: str, image: bytes, precision: str, batch: int, seconds: 
     classifier = load_classifier(source, "cpu", precision)
     pixels = classifier.transform(Image.open(io.BytesIO(image))).unsqueeze(0).repeat(batch, 1, 1, 1)
     classifier.model(pixels)
-    times = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
-        began = time.perf_counter()
-        classifier.model(pixels)
-        times.append(time.perf_counter() - began)
+    times = measure.timed_calls(lambda: classifier.model(pixels), seconds)
     return round(batch / statistics.median(times), 1)
 
 
-def markdown(report: dict[str, object]) -> str:
+def to_markdown(report: dict[str, object]) -> str:
+    """The tables of a run: every level, the ratios between settings, the model alone."""
     rows = report["rows"]
     info = report["machine"]
     settings = report["settings"]
@@ -204,34 +206,34 @@ def markdown(report: dict[str, object]) -> str:
         ),
         "A --quick smoke run: too few requests for real figures." if settings["quick"] else "",
         "",
-        "| model | precision | batching | clients | answers | errors | requests/s | p50 ms | p99 ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['model']} | {row['precision']} | {row['batching']} | {row['clients']} | {row['answers']} | "
-            f"{row['errors']} | {row['requests_per_s']} | {row['p50_ms']} | {row['p99_ms']} |"
-        )
+    levels = ("model", "precision", "batching", "clients", "answers", "errors", "requests_per_s", "p50_ms", "p99_ms")
+    lines += tables.markdown_table(
+        ["model", "precision", "batching", "clients", "answers", "errors", "requests/s", "p50 ms", "p99 ms"],
+        [[row[key] for key in levels] for row in rows],
+    )
     lines += ["", "Requests/s, batching on over off, and int8 over fp32 (same run):", ""]
-    lines += [
-        "| model | precision | clients | batching on / off | int8 / fp32 (batching on) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    table = {(r["model"], r["precision"], r["batching"], r["clients"]): r["requests_per_s"] for r in rows}
-    for model, precision, _, clients in [key for key in table if key[2] == "on"]:
-        on, off = table[(model, precision, "on", clients)], table.get((model, precision, "off", clients))
-        fp32, int8 = table.get((model, "fp32", "on", clients)), table.get((model, "int8", "on", clients))
+    speeds = {(r["model"], r["precision"], r["batching"], r["clients"]): r["requests_per_s"] for r in rows}
+    ratios = []
+    for model, precision, _, clients in [key for key in speeds if key[2] == "on"]:
+        on, off = speeds[(model, precision, "on", clients)], speeds.get((model, precision, "off", clients))
+        fp32, int8 = speeds.get((model, "fp32", "on", clients)), speeds.get((model, "int8", "on", clients))
         batching = f"{on / off:.2f}x" if off else "-"
         quantized = f"{int8 / fp32:.2f}x" if fp32 and int8 and precision == "int8" else "-"
-        lines.append(f"| {model} | {precision} | {clients} | {batching} | {quantized} |")
+        ratios.append([model, precision, clients, batching, quantized])
+    lines += tables.markdown_table(
+        ["model", "precision", "clients", "batching on / off", "int8 / fp32 (batching on)"], ratios
+    )
     lines += ["", "The model alone in one process (images/s of the forward pass, the server's ceiling):", ""]
-    lines += ["| model | precision | batch 1 | batch " + str(settings["max_batch"]) + " |", "| --- | --- | --- | --- |"]
-    for entry in report["model_alone"]:
-        lines.append(f"| {entry['model']} | {entry['precision']} | {entry['batch_1']} | {entry['batch_n']} |")
+    lines += tables.markdown_table(
+        ["model", "precision", "batch 1", f"batch {settings['max_batch']}"],
+        [[entry["model"], entry["precision"], entry["batch_1"], entry["batch_n"]] for entry in report["model_alone"]],
+    )
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """``swinkit bench serve``: load each server setting, write ``serve.{json,md}``; 1 when any request failed."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)  # the model-alone figures at the server's threads
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                                 flush=True,
                             )
     report = {
-        "machine": machine(),
+        "machine": measure.machine(),
         "settings": {
             "quick": args.quick,
             "requests": args.requests,
@@ -279,13 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_alone": ceilings,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    args.output.mkdir(parents=True, exist_ok=True)
     stem = "serve-quick" if args.quick else "serve"  # a smoke run never replaces the measured figures
-    (args.output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output / f"{stem}.md").write_text(markdown(report))
-    print(f"wrote {args.output / stem}.json and .md ({report['total_seconds']} s)")
+    tables.write_results(args.output, stem, report, to_markdown(report))
+    print(f"took {report['total_seconds']} s")
     return 1 if any(row["errors"] for row in rows) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

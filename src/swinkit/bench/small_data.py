@@ -1,9 +1,9 @@
 """Training from scratch on small images: ``swinkit train`` with the data-chosen recipe against timm.
 
-    python benchmarks/small_data.py              # the full run: 2 sets x 3 seeds x 2 systems, 75 s each (~18 min)
-    python benchmarks/small_data.py --quick      # a smoke run: seed 0, 20 s budgets, a short speed test
-    python benchmarks/small_data.py --budget 90 --seeds 0 1 2 --sets digits cluttered
-    python benchmarks/small_data.py --speed-only # only the per-step speed comparison
+    swinkit bench small-data              # the full run: 2 sets x 3 seeds x 2 systems, 75 s each (~18 min)
+    swinkit bench small-data --quick      # a smoke run: seed 0, 20 s budgets, a short speed test
+    swinkit bench small-data --budget 90 --seeds 0 1 2 --sets digits cluttered
+    swinkit bench small-data --speed-only # only the per-step speed comparison
 
 Two data sets, both built here without any download, as image folders (``train/``, ``val/``):
 
@@ -18,14 +18,16 @@ For each set and seed, in turn:
 
 - ``swinkit train --data train/ --val val/ --time BUDGET --seed S``: every other setting
   chosen from the data (model, input size, batch, lr, epochs from timed steps, augmentation);
-- timm's ``SwinTransformer`` with the architecture swinkit chose (same input, patch,
-  window, width, depths, heads, channels), in a plain PyTorch loop over the decoded images
-  with a typical small-image recipe: zero-pad 1/8 of the side and random crop, horizontal
-  flip, AdamW (lr 1e-3, weight decay 0.05 on weights), 5% linear warm-up then cosine, label
-  smoothing 0.1, drop path 0.1, batch 64, the set's mean and std; its epochs fitted to the
-  same budget from five timed steps, as a user would, evaluated after every epoch.
+- each baseline of :data:`BASELINES` (today timm's ``SwinTransformer`` with the architecture
+  swinkit chose: same input, patch, window, width, depths, heads, channels), in a plain
+  PyTorch loop over the decoded images with a typical small-image recipe: zero-pad 1/8 of the
+  side and random crop, horizontal flip, AdamW (lr 1e-3, weight decay 0.05 on weights), 5%
+  linear warm-up then cosine, label smoothing 0.1, drop path 0.1, batch 64, the set's mean
+  and std; its epochs fitted to the same budget from five timed steps, as a user would,
+  evaluated after every epoch. A baseline is a function building its model from swinkit's
+  model config: adding one to :data:`BASELINES` adds its rows to every table.
 
-Both run as separate processes; the time reported is each process's wall-clock time from
+All run as separate processes; the time reported is each process's wall-clock time from
 start to exit (start-up, data loading and the final evaluation included). Validation
 top-1 is the last epoch's, not the best epoch's.
 
@@ -34,8 +36,8 @@ cluttered set with the model and batch the recipe picks before any timing (swin_
 patch 2, batch 64, the issue's configuration): (a) ``swinkit train``'s own loop
 (``swinkit.train.loop.train``, the code the command runs; its epochs after the first),
 (b) the same swinkit model in a plain loop over decoded tensors with the same
-augmentation, optimiser and clipping, (c) timm's model of the same configuration in that
-plain loop.
+augmentation, optimiser and clipping, (c) each baseline's model (timm's, of the same
+configuration) in that plain loop.
 
 Writes ``small_data.json`` and ``small_data.md`` to ``--output`` (``benchmarks/results``;
 ``small_data_quick.*`` with ``--quick``).
@@ -46,24 +48,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+import swinkit
+from swinkit.bench import measure, tables
+from swinkit.data import stratified_split
+from swinkit.train.config import TrainConfig
+from swinkit.train.loop import train
+
 SETS = ("digits", "cluttered")
-
-
-# --- data -------------------------------------------------------------------------------------
 
 
 def _write_folder(root: Path, images: list[np.ndarray], labels: list[int]) -> None:
@@ -74,7 +78,7 @@ def _write_folder(root: Path, images: list[np.ndarray], labels: list[int]) -> No
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn loads a second or more: only when building the data
 
     bunch = load_digits()
     return np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8), bunch.target.astype(np.int64)
@@ -82,8 +86,6 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 def build_digits(root: Path) -> Path:
     """The bundled digits as ``root/train`` and ``root/val`` folders (10% held out, stratified, seed 0)."""
-    from swinkit.data import stratified_split
-
     pixels, labels = _digits()
     train, val = stratified_split(labels.tolist(), 0.1, seed=0)
     _write_folder(root / "train", [pixels[i] for i in train], [int(labels[i]) for i in train])
@@ -91,8 +93,11 @@ def build_digits(root: Path) -> Path:
     return root
 
 
-def cluttered_digits(sources: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator, side: int = 32):
-    """``count`` 32x32 grey images: a random source digit, distorted, among clutter, on a noisy background."""
+def cluttered_digits(
+    sources: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator, side: int = 32
+) -> tuple[list[np.ndarray], list[int]]:
+    """``count`` grey images of ``side`` pixels, with their labels: a random source digit, distorted, among
+    clutter, on a noisy background."""
     images, out = [], []
     for _ in range(count):
         pick = rng.integers(len(sources))
@@ -141,10 +146,7 @@ def load_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels)
 
 
-# --- the plain loop ---------------------------------------------------------------------------
-
-
-def timm_model(model_config: dict, drop_path: float):
+def timm_model(model_config: dict, drop_path: float) -> nn.Module:
     """timm's SwinTransformer with the architecture of a swinkit model config (``config.json``'s ``model``)."""
     from timm.models.swin_transformer import SwinTransformer
 
@@ -163,18 +165,19 @@ def timm_model(model_config: dict, drop_path: float):
     )
 
 
-def swinkit_model(model_config: dict):
-    import swinkit
+#: The systems trained in the plain loop against ``swinkit train``: each builds its model from swinkit's
+#: model config (``config.json``'s ``model``) and a stochastic depth. Each adds its rows to the tables.
+BASELINES: dict[str, Callable[[dict, float], nn.Module]] = {"timm": timm_model}
 
-    fields = {k: v for k, v in model_config.items() if k != "labels"}
+
+def swinkit_model(model_config: dict, drop_path: float) -> nn.Module:
+    """swinkit's model of a run's model config (``config.json``'s ``model``), with stochastic depth ``drop_path``."""
+    fields = {k: v for k, v in model_config.items() if k != "labels"} | {"drop_path_rate": drop_path}
     return swinkit.create_model("swin_t", **fields)
 
 
-def pad_crop_flip(images, pad: int, flip: bool, generator):
+def pad_crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """The typical small-image augmentation on a float batch: zero-pad, random crop, random flip."""
-    import torch
-    import torch.nn.functional as F
-
     batch, _, height, width = images.shape
     padded = F.pad(images, (pad, pad, pad, pad))
     tops = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
@@ -189,10 +192,21 @@ def pad_crop_flip(images, pad: int, flip: bool, generator):
 class PlainLoop:
     """A plain PyTorch training loop over uint8 tensors (what a user writes for small images)."""
 
-    def __init__(self, model, images, labels, batch, lr, mean, std, pad, flip, clip, seed, warmup=0.05):
-        import torch
-
-        self.torch = torch
+    def __init__(
+        self,
+        model: nn.Module,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch: int,
+        lr: float,
+        mean: Sequence[float],
+        std: Sequence[float],
+        pad: int,
+        flip: bool,
+        clip: float,
+        seed: int,
+        warmup: float = 0.05,
+    ) -> None:
         self.model = model
         self.images, self.labels = torch.as_tensor(images), torch.as_tensor(labels)
         if self.images.ndim == 3:
@@ -210,8 +224,8 @@ class PlainLoop:
         self.total = 1
         self.done = 0
 
-    def batches(self):
-        torch = self.torch
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of normalised, augmented batches with their labels, in a random order."""
         order = torch.randperm(len(self.images), generator=self.generator)
         for start in range(0, len(order), self.batch):
             rows = order[start : start + self.batch]
@@ -219,17 +233,18 @@ class PlainLoop:
             yield pad_crop_flip(images, self.pad, self.flip, self.generator), self.labels[rows]
 
     def rate(self) -> float:
+        """The learning rate of the next step: linear warm-up over ``warmup`` of the steps, then cosine."""
         warm = max(1, round(self.warmup * self.total))
         if self.done < warm:
             return self.lr * (self.done + 1) / warm
         progress = (self.done - warm) / max(1, self.total - warm)
         return self.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    def step(self, images, labels) -> float:
-        torch = self.torch
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One optimiser step on a batch; returns its loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.rate()
-        loss = torch.nn.functional.cross_entropy(self.model(images), labels, label_smoothing=0.1)
+        loss = F.cross_entropy(self.model(images), labels, label_smoothing=0.1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip:
@@ -238,8 +253,8 @@ class PlainLoop:
         self.done += 1
         return loss.item()
 
-    def evaluate(self, images, labels) -> float:
-        torch = self.torch
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> float:
+        """Top-1 accuracy on uint8 images, percent."""
         images = torch.as_tensor(images)
         images = images[:, None] if images.ndim == 3 else images
         self.model.eval()
@@ -252,17 +267,16 @@ class PlainLoop:
         return 100.0 * correct / len(images)
 
 
-def run_baseline(data: Path, run: Path, budget: float, seed: int) -> dict:
-    """timm's Swin with the architecture of swinkit's run ``run``, in the plain loop, fitted to ``budget``."""
+def run_baseline(data: Path, run: Path, budget: float, seed: int, system: str = "timm") -> dict:
+    """``system``'s model (:data:`BASELINES`) for swinkit's run ``run``, in the plain loop, fitted to ``budget``."""
     start = time.monotonic()
-    import torch
-
     torch.manual_seed(seed)
+    build = BASELINES[system]
     model_config = json.loads((run / "config.json").read_text())["model"]
     train_images, train_labels = load_folder(data / "train")
     val_images, val_labels = load_folder(data / "val")
     values = train_images.astype(np.float64) / 255.0
-    model = timm_model(model_config, drop_path=0.1)
+    model = build(model_config, 0.1)
     side = model_config["img_size"][0]
     if train_images.shape[1] != side:
         raise SystemExit(f"the baseline expects images of the model's input size {side}, got {train_images.shape[1:]}")
@@ -283,7 +297,7 @@ def run_baseline(data: Path, run: Path, budget: float, seed: int) -> dict:
     # The timing steps were real steps: start the schedule afresh with a new model and optimiser.
     torch.manual_seed(seed)
     loop = PlainLoop(
-        timm_model(model_config, drop_path=0.1), train_images, train_labels, batch=64, lr=1e-3,
+        build(model_config, 0.1), train_images, train_labels, batch=64, lr=1e-3,
         mean=[values.mean()], std=[values.std()], pad=max(1, side // 8), flip=True, clip=0.0, seed=seed,
     )  # fmt: skip
     loop.total = epochs * loop.steps_per_epoch
@@ -295,20 +309,14 @@ def run_baseline(data: Path, run: Path, budget: float, seed: int) -> dict:
     return {"top1": top1[-1], "best_top1": max(top1), "epochs": epochs, "seconds_in_loop": time.monotonic() - start}
 
 
-# --- the comparison ---------------------------------------------------------------------------
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(HERE.parent / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def run_swinkit(data: Path, output: Path, name: str, budget: float, seed: int) -> dict:
-    command = [sys.executable, "-m", "swinkit", "train", "--data", str(data / "train"), "--val", str(data / "val"),
-               "--time", f"{budget:g}s", "--seed", str(seed), "--output", str(output), "--name", name]  # fmt: skip
+    """``swinkit train`` on ``data`` in a fresh process, every setting chosen from the data: its accuracy and time."""
+    command = measure.swinkit_command(
+        "train", "--data", str(data / "train"), "--val", str(data / "val"), "--time", f"{budget:g}s",
+        "--seed", str(seed), "--output", str(output), "--name", name,
+    )  # fmt: skip
     began = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, env=_env())
+    result = subprocess.run(command, capture_output=True, text=True, env=measure.child_env())
     seconds = time.monotonic() - began
     if result.returncode:
         raise SystemExit(f"swinkit train failed:\n{result.stdout}\n{result.stderr}")
@@ -326,46 +334,48 @@ def run_swinkit(data: Path, output: Path, name: str, budget: float, seed: int) -
 
 
 def compare(data: Path, output: Path, set_name: str, budget: float, seeds: list[int]) -> dict:
-    runs = {"swinkit": [], "timm": []}
+    """``swinkit train`` and each baseline on one data set, each seed, each run in a fresh process."""
+    runs: dict[str, list[dict]] = {"swinkit": [], **{system: [] for system in BASELINES}}
     for seed in seeds:
         name = f"{set_name}-seed{seed}"
         print(f"{set_name}, seed {seed}: swinkit train ...", flush=True)
-        ours = run_swinkit(data, output, name, budget, seed)
-        print(f"  top-1 {ours['top1']:.2f}%, {ours['epochs']} epochs, {ours['seconds']:.1f}s", flush=True)
-        print(f"{set_name}, seed {seed}: timm in a plain loop ...", flush=True)
-        command = [sys.executable, __file__, "--baseline", str(data), "--run", str(output / name),
-                   "--budget", str(budget), "--seed", str(seed)]  # fmt: skip
-        began = time.monotonic()
-        result = subprocess.run(command, capture_output=True, text=True, env=_env())
-        if result.returncode:
-            raise SystemExit(f"baseline failed:\n{result.stdout}\n{result.stderr}")
-        theirs = json.loads(result.stdout.strip().splitlines()[-1]) | {"seconds": time.monotonic() - began}
-        print(f"  top-1 {theirs['top1']:.2f}%, {theirs['epochs']} epochs, {theirs['seconds']:.1f}s", flush=True)
-        runs["swinkit"].append(ours)
-        runs["timm"].append(theirs)
+        runs["swinkit"].append(run_swinkit(data, output, name, budget, seed))
+        _report(runs["swinkit"][-1])
+        for system in BASELINES:
+            print(f"{set_name}, seed {seed}: {system} in a plain loop ...", flush=True)
+            began = time.monotonic()
+            theirs = measure.worker_result(
+                ["bench", "small-data", "--baseline", str(data), "--run", str(output / name), "--system", system,
+                 "--budget", str(budget), "--seed", str(seed)]
+            )  # fmt: skip
+            runs[system].append(theirs | {"seconds": time.monotonic() - began})
+            _report(runs[system][-1])
     model = json.loads((output / f"{set_name}-seed{seeds[0]}" / "config.json").read_text())
     return {"runs": runs, "model": model["model"], "train": model["train"]}
 
 
+def _report(run: dict) -> None:
+    print(f"  top-1 {run['top1']:.2f}%, {run['epochs']} epochs, {run['seconds']:.1f}s", flush=True)
+
+
 def speed(data: Path, output: Path, rounds: int, steps: int) -> dict:
-    """Seconds per training step, interleaved: swinkit train's loop, a plain loop with swinkit's model, with timm's."""
-    import torch
-
-    from swinkit.train.config import TrainConfig
-    from swinkit.train.loop import train
-
+    """Seconds per training step, interleaved: swinkit train's loop, a plain loop with swinkit's model, with each
+    baseline's."""
     probe = output / "speed-probe"
     subprocess.run(
-        [sys.executable, "-m", "swinkit", "train", "--data", str(data / "train"), "--val", str(data / "val"),
-         "--epochs", "1", "--quiet", "--output", str(output), "--name", probe.name],
-        check=True, env=_env(),
+        measure.swinkit_command(
+            "train", "--data", str(data / "train"), "--val", str(data / "val"), "--epochs", "1", "--quiet",
+            "--output", str(output), "--name", probe.name,
+        ),
+        check=True, env=measure.child_env(),
     )  # fmt: skip
     chosen = json.loads((probe / "config.json").read_text())
     settings, model_config = chosen["train"], chosen["model"]
     train_images, train_labels = load_folder(data / "train")
     batch = settings["batch_size"]
     epochs = 1 + math.ceil(steps * batch / len(train_images))
-    times: dict[str, list[float]] = {"swinkit train": [], "plain loop, swinkit model": [], "plain loop, timm model": []}
+    plain = {"swinkit": swinkit_model, **BASELINES}
+    times: dict[str, list[float]] = {"swinkit train": [], **{f"plain loop, {system} model": [] for system in plain}}
     for index in range(rounds):
         config = TrainConfig.from_dict(settings | {
             "epochs": epochs, "time_budget": 0.0, "quiet": True, "output": str(output), "name": f"speed-{index}",
@@ -375,13 +385,12 @@ def speed(data: Path, output: Path, rounds: int, steps: int) -> dict:
         later = result.metrics[1:]
         steps_per_epoch = math.ceil(len(train_images) / batch)
         times["swinkit train"].append(sum(r["seconds"] for r in later) / (len(later) * steps_per_epoch))
-        for label, build in (("plain loop, swinkit model", swinkit_model), ("plain loop, timm model", None)):
+        for system, build in plain.items():
             torch.manual_seed(index)
-            model = build(model_config) if build else timm_model(model_config, model_config["drop_path_rate"])
             loop = PlainLoop(
-                model, train_images, train_labels, batch=batch, lr=settings["lr"], mean=settings["mean"],
-                std=settings["std"], pad=settings["pad"] or 0, flip=settings["hflip"] > 0, clip=settings["clip_grad"],
-                seed=index,
+                build(model_config, model_config["drop_path_rate"]), train_images, train_labels, batch=batch,
+                lr=settings["lr"], mean=settings["mean"], std=settings["std"], pad=settings["pad"] or 0,
+                flip=settings["hflip"] > 0, clip=settings["clip_grad"], seed=index,
             )  # fmt: skip
             loop.total = 10**6
             batches = loop.batches()
@@ -395,7 +404,7 @@ def speed(data: Path, output: Path, rounds: int, steps: int) -> dict:
                     batches = loop.batches()
                     images, labels = next(batches)
                 loop.step(images, labels)
-            times[label].append((time.perf_counter() - began) / steps)
+            times[f"plain loop, {system} model"].append((time.perf_counter() - began) / steps)
         print("  round", index + 1, {k: f"{1000 * v[-1]:.1f} ms" for k, v in times.items()}, flush=True)
     medians = {label: statistics.median(values) for label, values in times.items()}
     return {"batch": batch, "model": settings["model"], "seconds_per_step": medians, "rounds": times}
@@ -406,14 +415,14 @@ def _summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
 
-def write_results(results: dict) -> str:
+def to_markdown(results: dict) -> str:
+    """The tables the README quotes: accuracy and time of every system on every set, then the speed per step."""
     lines = [
         f"Machine: {results['machine']}, torch {results['torch']}, timm {results['timm']}; budget "
         f"{results['budget']:g} s per run, seeds {results['seeds']}.",
         "",
-        "| data | model (chosen by swinkit) | system | val top-1 % (mean ± sd) | epochs | wall time s (mean) |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for set_name, entry in results["sets"].items():
         model = entry["model"]
         described = (
@@ -421,10 +430,12 @@ def write_results(results: dict) -> str:
             f"patch {model['patch_size']}, window {model['window_size']})"
         )
         for system, runs in entry["runs"].items():
-            lines.append(
-                f"| {set_name} | {described} | {system} | {_summary([r['top1'] for r in runs])} | "
-                f"{_summary([r['epochs'] for r in runs])} | {statistics.mean(r['seconds'] for r in runs):.1f} |"
-            )
+            rows.append([
+                set_name, described, system, _summary([r["top1"] for r in runs]), _summary([r["epochs"] for r in runs]),
+                f"{statistics.mean(r['seconds'] for r in runs):.1f}",
+            ])  # fmt: skip
+    header = ["data", "model (chosen by swinkit)", "system", "val top-1 % (mean ± sd)", "epochs", "wall time s (mean)"]
+    lines += tables.markdown_table(header, rows)
     if "speed" in results:
         speed_result = results["speed"]
         per_step = speed_result["seconds_per_step"]
@@ -434,17 +445,17 @@ def write_results(results: dict) -> str:
             f"Per training step, {speed_result['model']} at batch {speed_result['batch']} on the cluttered set "
             "(medians of interleaved rounds):",
             "",
-            "| loop | ms per step | relative to the plain loop with swinkit's model |",
-            "| --- | --- | --- |",
         ]
-        for label, seconds in per_step.items():
-            lines.append(f"| {label} | {1000 * seconds:.1f} | {seconds / plain:.3f} |")
-    text = "\n".join(lines) + "\n"
-    return text
+        lines += tables.markdown_table(
+            ["loop", "ms per step", "relative to the plain loop with swinkit's model"],
+            [[label, f"{1000 * seconds:.1f}", f"{seconds / plain:.3f}"] for label, seconds in per_step.items()],
+        )
+    return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``swinkit bench small-data``."""
+    parser = argparse.ArgumentParser(prog="swinkit bench small-data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=75.0, help="seconds per training run (default 75)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
@@ -452,23 +463,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-steps", type=int, default=30, help="timed steps per loop and round")
     parser.add_argument("--quick", action="store_true", help="smoke run: seed 0, 20 s budgets, 2 short speed rounds")
     parser.add_argument("--speed-only", action="store_true", help="only the per-step speed comparison")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="where small_data.json and .md go")
+    parser.add_argument("--output", type=Path, default=tables.RESULTS, help="where small_data.json and .md go")
     parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--system", choices=tuple(BASELINES), default="timm", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``swinkit bench small-data``: train, compare, write ``small_data.{json,md}`` (``_quick``, ``_speed`` added)."""
+    args = build_parser().parse_args(argv)
     if args.baseline:
-        print(json.dumps(run_baseline(args.baseline, args.run, args.budget, args.seed)))
+        print(json.dumps(run_baseline(args.baseline, args.run, args.budget, args.seed, args.system)))
         return 0
     if args.quick:
         args.budget, args.seeds, args.speed_rounds, args.speed_steps = 20.0, [0], 2, 10
     import timm
-    import torch
 
+    machine = measure.machine()
     results = {
-        "machine": (
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-        ),
+        "machine": f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads",
         "torch": torch.__version__,
         "timm": timm.__version__,
         "budget": args.budget,
@@ -488,15 +503,9 @@ def main(argv: list[str] | None = None) -> int:
             print("speed: interleaved rounds ...", flush=True)
             results["speed"] = speed(data, root / "runs", args.speed_rounds, args.speed_steps)
     results["seconds"] = time.monotonic() - began
-    args.output.mkdir(parents=True, exist_ok=True)
     suffix = ("_quick" if args.quick else "") + ("_speed" if args.speed_only else "")
-    (args.output / f"small_data{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = write_results(results)
-    (args.output / f"small_data{suffix}.md").write_text(table)
+    table = to_markdown(results)
+    tables.write_results(args.output, f"small_data{suffix}", results, table)
     print(table)
     print(f"took {results['seconds']:.0f}s")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
