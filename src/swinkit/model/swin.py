@@ -34,6 +34,11 @@ class SwinConfig:
     ``pretrained_window_sizes`` (V2 only) gives, per stage, the window the model was
     pretrained with, by which the position coordinates are normalised; empty (or 0 for a
     stage) means the window in use.
+
+    ``fixed_windows`` keeps every block's window and shift on maps smaller than the window,
+    padding them to one window, as the dense-prediction references run Swin (mmsegmentation,
+    transformers' ``SwinBackbone``); the default shrinks the window to such a map and drops
+    the shift, as the classification references do. It changes no weight.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -53,6 +58,7 @@ class SwinConfig:
     labels: tuple[str, ...] = ()
     version: int = 1
     pretrained_window_sizes: tuple[int, ...] = ()
+    fixed_windows: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
@@ -211,6 +217,7 @@ class SwinTransformer(nn.Module):
                     eps=config.layer_norm_eps,
                     version=config.version,
                     pretrained_window=config.pretrained_window(index),
+                    fixed_window=config.fixed_windows,
                 )
             )
         self.stages = nn.ModuleList(stages)
