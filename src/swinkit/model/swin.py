@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from swinkit.model.layers import PatchEmbed, SwinBlock, SwinStage
+
+
+_Config = TypeVar("_Config")
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -19,6 +23,15 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     if len(pair) != 2:
         raise ValueError(f"img_size must be an int or (height, width), got {value!r}")
     return pair  # type: ignore[return-value]
+
+
+def replace_fields(config: _Config, changes: dict[str, object], kind: str) -> _Config:
+    """A copy of a frozen config dataclass with ``changes``; unknown names raise ValueError naming the accepted ones."""
+    fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s) {unknown}; accepted: {sorted(fields)}")
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +159,7 @@ class SwinConfig:
 
     def replace(self, **changes: object) -> SwinConfig:
         """A copy with some fields changed; unknown field names raise ValueError."""
-        fields = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - fields)
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}; accepted: {sorted(fields)}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, changes, "config")
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
