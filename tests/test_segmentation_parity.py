@@ -69,8 +69,8 @@ def assert_same_outputs(ours: torch.nn.Module, theirs: torch.nn.Module, sizes=SI
         pixels, labels = inputs(size, index)
         with torch.no_grad():
             expected = theirs(pixel_values=pixels, labels=labels)
-            logits, aux = ours(pixels, return_aux=True)
-            loss = ours.loss(logits, labels, aux)
+            logits, aux = ours.forward_with_aux(pixels)
+            loss = ours.loss((logits, aux), labels)
         assert logits.shape == (2, CLASSES, *size)
         assert (logits - expected.logits).abs().max() <= TOLERANCE, size
         assert (loss - expected.loss).abs() <= TOLERANCE, size
@@ -111,8 +111,7 @@ def test_training_mode_loss_and_gradients_match(saved_reference):
     pixels, labels = inputs((64, 64), 7)
     try:
         expected = theirs(pixel_values=pixels, labels=labels).loss
-        logits, aux = ours(pixels, return_aux=True)
-        loss = ours.loss(logits, labels, aux)
+        loss = ours.loss(ours(pixels), labels)  # training mode: (logits, aux_logits)
         assert (loss - expected).abs() <= TOLERANCE
         expected.backward()
         loss.backward()

@@ -308,8 +308,9 @@ class SwinUperNet(nn.Module):
     """Semantic segmentation: a Swin backbone, per-stage LayerNorms (V1), a UperNet head and an auxiliary FCN head.
 
     ``forward``: ``(B, in_chans, H, W) -> (B, num_classes, H, W)`` logits at the input's
-    resolution, any ``H, W`` (of at least one patch); with ``return_aux=True`` the pair
-    ``(logits, aux_logits)`` (``aux_logits`` None without an auxiliary head). Modules:
+    resolution, any ``H, W`` (of at least one patch); in training mode, when there is an
+    auxiliary head, the pair ``(logits, aux_logits)``, which :meth:`loss` takes as it is
+    (:meth:`forward_with_aux` gives the pair in any mode). Modules:
     ``backbone`` (a :class:`SwinTransformer` without classifier; its final norm is unused
     and removed), ``stage_norms``, ``head`` (:class:`UperNetHead`), ``aux_head`` (:class:`FCNHead` or None).
     """
@@ -355,20 +356,28 @@ class SwinUperNet(nn.Module):
             return maps
         return [norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) for norm, x in zip(self.stage_norms, maps)]
 
-    def forward(self, pixels: torch.Tensor, return_aux: bool = False) -> torch.Tensor | tuple:
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, num_classes, H, W)``; in training, with an auxiliary head, ``(logits, aux_logits)``."""
+        logits, aux = self._outputs(pixels, with_aux=self.training)
+        return logits if aux is None else (logits, aux)
+
+    def forward_with_aux(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, aux_logits)`` in any mode, both ``(B, num_classes, H, W)`` (``aux_logits`` None without the head)."""
+        return self._outputs(pixels, with_aux=True)
+
+    def _outputs(self, pixels: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         maps = self.forward_features(pixels)
         size = pixels.shape[2:]
         logits = resize(self.head(maps), size)
-        if not return_aux:
-            return logits
-        aux = resize(self.aux_head(maps[self.config.aux_stage]), size) if self.aux_head is not None else None
-        return logits, aux
+        if not with_aux or self.aux_head is None:
+            return logits, None
+        return logits, resize(self.aux_head(maps[self.config.aux_stage]), size)
 
-    def loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, aux_logits: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """:func:`segmentation_loss` with this model's auxiliary weight and ignore index."""
-        return segmentation_loss(logits, labels, aux_logits, self.config.aux_weight, self.config.ignore_index)
+    def loss(self, outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor) -> torch.Tensor:
+        """:func:`segmentation_loss` of what :meth:`forward` (or :meth:`forward_with_aux`) returned, with this
+        model's auxiliary weight and ignore index: ``labels`` ``(B, H, W)``, 255 where unlabelled."""
+        logits, aux = outputs if isinstance(outputs, tuple) else (outputs, None)
+        return segmentation_loss(logits, labels, aux, self.config.aux_weight, self.config.ignore_index)
 
     def reset_classifier(self, num_classes: int, labels: Sequence[str] = ()) -> None:
         """Replace both classifiers with fresh ones for ``num_classes`` classes (optionally named)."""
