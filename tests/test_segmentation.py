@@ -237,3 +237,27 @@ def test_fx_feature_extraction_traces_the_head():
     handle.remove()
     torch.testing.assert_close(features["fused"], captured["fused"], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(features["stage1"].permute(0, 3, 1, 2), expected_stage, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["upernet_swin_atto", "upernet_swinv2_t"])
+def test_onnx_export_with_dynamic_height_and_width_matches_onnxruntime(tmp_path, name):
+    pytest.importorskip("onnxruntime")
+    from swinkit.export import check_onnx, export_onnx
+
+    model = tiny(name)
+    path = export_onnx(model, tmp_path / "segmenter.onnx", img_size=64, dynamic_size=True)
+    # The traced size, and an odd one whose maps pad where the traced size's do not.
+    for size in ((64, 64), (45, 77)):
+        assert check_onnx(model, path, img_size=size, batch_sizes=(2,)) <= 1e-4
+    with pytest.raises(ValueError, match="dynamic_size applies to segmenters"):
+        export_onnx(swinkit.create_model("swin_t", **TINY), tmp_path / "classifier.onnx", dynamic_size=True)
+
+
+def test_onnx_export_of_a_classifier_at_a_size_that_pads(tmp_path):
+    """Padded sizes once exported wrong: ONNX divides integers by truncation, so ``-(-n // m)`` was not a ceiling."""
+    pytest.importorskip("onnxruntime")
+    from swinkit.export import check_onnx, export_onnx
+
+    classifier = swinkit.create_model("swin_t", **TINY).eval()
+    path = export_onnx(classifier, tmp_path / "classifier.onnx", img_size=(72, 88))
+    assert check_onnx(classifier, path, img_size=(72, 88)) <= 1e-4
