@@ -56,6 +56,18 @@ def test_logits_at_the_input_resolution_for_every_kind_of_backbone(name, stages,
         ]
 
 
+def test_gradient_checkpointing_gives_the_same_gradients():
+    pixels, labels = torch.randn(2, 3, 48, 48), torch.randint(0, 4, (2, 48, 48))
+    grads = []
+    for enable in (False, True):
+        model = tiny(dropout=0.0)
+        model.set_grad_checkpointing(enable)
+        model.loss(model.forward_with_aux(pixels), labels).backward()
+        grads.append(model.backbone.stages[1].blocks[0].attn.qkv.weight.grad)
+    assert all(stage.grad_checkpointing for stage in model.backbone.stages)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
 def test_registered_names_build_the_published_sizes():
     names = swinkit.model.registry.TASK_MODELS
     assert {"upernet_swin_t", "upernet_swin_s", "upernet_swin_b", "upernet_swin_l", "upernet_swinv2_t"} <= set(names)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import swinkit
-from swinkit.checkpoints import CheckpointError
+from swinkit.checkpoints import CheckpointError, is_segmenter_checkpoint
 from swinkit.checkpoints.segmentation import load_segmenter, save_segmenter
 
 transformers = pytest.importorskip("transformers")
@@ -86,6 +86,7 @@ def saved_reference(request, tmp_path_factory):
 
 def test_transformers_checkpoint_loads_with_same_logits_and_loss(saved_reference):
     version, theirs, directory = saved_reference
+    assert is_segmenter_checkpoint(directory)
     ours = swinkit.create_model(pretrained=str(directory)).eval()
     assert ours.config.backbone.version == version
     assert ours.load_report.format == "hf"
@@ -222,6 +223,7 @@ def test_swinkit_segmenter_round_trip(tmp_path):
     perturb(ours, 9)
     ours.eval()
     save_segmenter(ours, tmp_path)
+    assert is_segmenter_checkpoint(tmp_path) and is_segmenter_checkpoint(tmp_path / "model.safetensors")
     loaded = swinkit.create_model(pretrained=str(tmp_path)).eval()
     assert loaded.config == ours.config
     assert loaded.load_report.format == "native"
@@ -242,6 +244,7 @@ def test_classification_checkpoint_becomes_the_backbone_of_a_fresh_segmenter(tmp
     classifier = swinkit.create_model("swin_t", embed_dim=16, num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1), num_classes=7)
     perturb(classifier, 11)
     swinkit.save_pretrained(classifier, tmp_path, format=layout)
+    assert not is_segmenter_checkpoint(tmp_path)
     segmenter = swinkit.create_model(pretrained=str(tmp_path), name="upernet_swin_t", num_classes=4, channels=16,
                                      aux_channels=8, embed_dim=16, num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1))
     report = segmenter.load_report

@@ -247,6 +247,23 @@ def load_backbone(model: SwinUperNet, checkpoint: Checkpoint) -> LoadReport:
     return report
 
 
+def is_segmenter_checkpoint(source: Source) -> bool:
+    """Whether ``source`` (file, directory, run directory or Hub id) holds a segmenter in a layout swinkit reads.
+
+    Told from its ``swinkit.json`` (``task`` ``segment``) or ``config.json`` (``model_type`` ``upernet``)
+    when there is one, else from its keys; a path that holds no checkpoint gives False.
+    """
+    try:
+        located = io.locate(source)
+    except (FileNotFoundError, CheckpointError):
+        return False
+    native = located.metadata.get(io.METADATA_FILES[0])
+    config = located.metadata.get("config.json")
+    if native is not None or config is not None:
+        return (native or {}).get("task") == TASK or (config or {}).get("model_type") == "upernet"
+    return detect_format(list(io.read_weights(located.weights))) is not None
+
+
 def is_segmenter_request(name: str | None, raw: Mapping[str, torch.Tensor]) -> bool:
     """Whether :func:`swinkit.create_model` is asked for a segmenter: an ``upernet_*`` name or a segmenter's keys."""
     return (name is not None and name.startswith(PREFIX)) or detect_format(list(raw)) is not None

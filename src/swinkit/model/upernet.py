@@ -379,6 +379,10 @@ class SwinUperNet(nn.Module):
         logits, aux = outputs if isinstance(outputs, tuple) else (outputs, None)
         return segmentation_loss(logits, labels, aux, self.config.aux_weight, self.config.ignore_index)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the backbone blocks' activations in the backward pass: same results, less memory."""
+        self.backbone.set_grad_checkpointing(enable)
+
     def reset_classifier(self, num_classes: int, labels: Sequence[str] = ()) -> None:
         """Replace both classifiers with fresh ones for ``num_classes`` classes (optionally named)."""
         self.config = self.config.replace(num_classes=num_classes, labels=tuple(labels))
