@@ -189,7 +189,8 @@ def to_mmseg(state_dict: dict[str, torch.Tensor], official: bool) -> dict[str, t
         for pattern, replacement in backbone_renames + head_renames:
             key = re.sub(pattern, replacement, key)
         if not official and ".downsample." in key:
-            # transformers: offset-major ((0,0), (1,0), (0,1), (1,1)) -> unfold: channel-major, (0,0), (0,1), (1,0), (1,1).
+            # transformers: offset-major, (0,0), (1,0), (0,1), (1,1) -> unfold: channel-major,
+            # (0,0), (0,1), (1,0), (1,1).
             channels = tensor.shape[-1] // 4
             offsets = tensor.reshape(*tensor.shape[:-1], 4, channels)[..., [0, 2, 1, 3], :]
             tensor = offsets.transpose(-1, -2).reshape(tensor.shape)
@@ -241,12 +242,14 @@ def test_swinkit_segmenter_round_trip(tmp_path):
 
 @pytest.mark.parametrize("layout", ["native", "hf"])
 def test_classification_checkpoint_becomes_the_backbone_of_a_fresh_segmenter(tmp_path, layout):
-    classifier = swinkit.create_model("swin_t", embed_dim=16, num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1), num_classes=7)
+    shape = {"embed_dim": 16, "num_heads": (1, 2, 2, 4), "depths": (1, 1, 1, 1)}
+    classifier = swinkit.create_model("swin_t", num_classes=7, **shape)
     perturb(classifier, 11)
     swinkit.save_pretrained(classifier, tmp_path, format=layout)
     assert not is_segmenter_checkpoint(tmp_path)
-    segmenter = swinkit.create_model(pretrained=str(tmp_path), name="upernet_swin_t", num_classes=4, channels=16,
-                                     aux_channels=8, embed_dim=16, num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1))
+    segmenter = swinkit.create_model(
+        pretrained=str(tmp_path), name="upernet_swin_t", num_classes=4, channels=16, aux_channels=8, **shape
+    )
     report = segmenter.load_report
     assert report.dropped == ["head.bias", "head.weight", "norm.bias", "norm.weight"]
     assert "head.classifier.weight" in report.initialised and "stage_norms.3.weight" in report.initialised
@@ -257,6 +260,7 @@ def test_classification_checkpoint_becomes_the_backbone_of_a_fresh_segmenter(tmp
     assert segmenter.config.backbone.fixed_windows and segmenter.num_classes == 4
     inferred = load_segmenter(tmp_path, num_classes=4, channels=16, aux_channels=8)
     assert inferred.config.backbone.embed_dim == 16 and inferred.config.backbone.depths == (1, 1, 1, 1)
-    torch.testing.assert_close(inferred.backbone.stages[3].blocks[0].mlp.fc2.weight, classifier.stages[3].blocks[0].mlp.fc2.weight)
+    fc2 = classifier.stages[3].blocks[0].mlp.fc2.weight
+    torch.testing.assert_close(inferred.backbone.stages[3].blocks[0].mlp.fc2.weight, fc2)
     with pytest.raises(CheckpointError, match="patch_embed.proj.weight has shape"):
         swinkit.create_model(pretrained=str(tmp_path), name="upernet_swin_atto")

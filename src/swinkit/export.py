@@ -41,7 +41,9 @@ def check_export_precision(kind: str, precision: str) -> None:
         )
 
 
-def _example(model: SwinTransformer | SwinUperNet, img_size: int | tuple[int, int] | None, batch: int = 2) -> torch.Tensor:
+def _example(
+    model: SwinTransformer | SwinUperNet, img_size: int | tuple[int, int] | None, batch: int = 2
+) -> torch.Tensor:
     height, width = (img_size, img_size) if isinstance(img_size, int) else (img_size or model.config.img_size)
     reference = next(model.parameters())
     return torch.randn(batch, model.config.in_chans, height, width, device=reference.device, dtype=reference.dtype)

@@ -39,7 +39,7 @@ CONFIG_FIELDS = (
 
 
 def detect(keys: Collection[str]) -> bool:
-    """transformers' UperNet: its classifier at ``decode_head.classifier`` and a Hugging Face Swin under ``backbone.``."""
+    """transformers' UperNet: a classifier at ``decode_head.classifier``, a Hugging Face Swin under ``backbone.``."""
     return "decode_head.classifier.weight" in keys and hf.detect(
         [key.removeprefix("backbone.") for key in keys if key.startswith("backbone.")]
     )

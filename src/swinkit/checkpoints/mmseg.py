@@ -70,9 +70,8 @@ def to_native(state_dict: Mapping[str, torch.Tensor]) -> Converted:
     inner = {key.removeprefix("backbone."): value for key, value in state_dict.items() if key.startswith("backbone.")}
     mmseg_port = any(key.startswith("stages.") for key in inner)
     stage_norms = {key: value for key, value in inner.items() if key.startswith("norm") and key[4:5].isdigit()}
-    backbone = rename_to_native(
-        {key: value for key, value in inner.items() if key not in stage_norms}, LAYOUT if mmseg_port else official.LAYOUT
-    )
+    trunk = {key: value for key, value in inner.items() if key not in stage_norms}
+    backbone = rename_to_native(trunk, LAYOUT if mmseg_port else official.LAYOUT)
     converted = Converted({}, [], ["backbone." + key for key in backbone.ignored])
     for key, tensor in backbone.state_dict.items():
         if mmseg_port and key.endswith(_MERGE_TENSORS):

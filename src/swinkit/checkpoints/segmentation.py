@@ -134,7 +134,9 @@ def infer_segmenter_config(
         raise CheckpointError(f"the segmenter config stored with {source} is not usable: {error}") from error
 
 
-def read_segmenter(located: io.Located, raw: Mapping[str, torch.Tensor], format: str | None = None) -> SegmenterCheckpoint:
+def read_segmenter(
+    located: io.Located, raw: Mapping[str, torch.Tensor], format: str | None = None
+) -> SegmenterCheckpoint:
     """Rename a segmenter's tensors (as read from ``located``) to swinkit's names, with its stored settings."""
     name = format if format is not None else detect_format(list(raw))
     if name not in FORMATS:
@@ -173,7 +175,8 @@ def _read_native_metadata(
         )
     fields = dict(data["config"])  # type: ignore[call-overload]
     backbone = dict(fields.pop("backbone", {}))
-    preprocessing = Preprocessing.from_dict(data["preprocessing"]) if data.get("preprocessing") else None  # type: ignore[arg-type]
+    stored = data.get("preprocessing")
+    preprocessing = Preprocessing.from_dict(stored) if isinstance(stored, Mapping) else None
     return fields, backbone, preprocessing
 
 
@@ -208,10 +211,11 @@ def load_segmenter_weights(model: SwinUperNet, checkpoint: SegmenterCheckpoint, 
     if strict and (report.missing or report.unexpected):
         raise CheckpointError(
             f"{checkpoint.source} ({checkpoint.format} format) does not fit the segmenter: missing keys "
-            f"{report.missing[:6]}; keys with no place in it {report.unexpected[:6]}. Pass strict=False to load what fits"
+            f"{report.missing[:6]}; keys with no place in it {report.unexpected[:6]}. Pass strict=False to load "
+            f"what fits"
         )
     if report.dropped:
-        logger.warning("%s: classifiers of another number of classes re-initialised: %s", checkpoint.source, report.dropped)
+        logger.warning("%s: classifiers for other classes re-initialised: %s", checkpoint.source, report.dropped)
     model.load_state_dict({key: tensor for key, tensor in tensors.items() if key in target}, strict=False)
     model.load_report = report
     return report
@@ -289,14 +293,14 @@ def create_segmenter(
             f"or leave the name out to infer it, not {name!r}"
         )
     variant = name.removeprefix(PREFIX) if name is not None else None
-    segmenter_format = format if format in FORMATS else detect_format(list(raw))
-    if segmenter_format is None:
+    detected = detect_format(list(raw))
+    if detected is None:
         checkpoint = convert_checkpoint(located, raw, format)
         backbone = checkpoint.config().replace(num_classes=0, labels=()) if variant is None else variant
         model = SwinUperNet(segmenter_config(backbone, **overrides))
         load_backbone(model, checkpoint)
         return model
-    segmenter = read_segmenter(located, raw, segmenter_format)
+    segmenter = read_segmenter(located, raw, format if format in FORMATS else detected)
     config = segmenter.config()
     if variant is not None:
         config = config.replace(backbone=segmenter_config(variant).backbone)
@@ -312,7 +316,9 @@ def create_segmenter(
     return model
 
 
-def load_segmenter(source: Source, name: str | None = None, format: str | None = None, **overrides: object) -> SwinUperNet:
+def load_segmenter(
+    source: Source, name: str | None = None, format: str | None = None, **overrides: object
+) -> SwinUperNet:
     """A segmenter from any checkpoint swinkit reads (see :func:`create_segmenter`): file, directory or Hub id."""
     located = io.locate(source)
     return create_segmenter(located, io.read_weights(located.weights), name, format, **overrides)

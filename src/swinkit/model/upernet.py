@@ -14,6 +14,7 @@ hooks, LoRA adapters, quantization and FX feature extraction see them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -28,6 +29,8 @@ from swinkit.model.swin import SwinConfig, SwinTransformer, replace_fields
 POOL_SCALES = (1, 2, 3, 6)
 #: Labels the loss skips (ADE20K's convention; mmsegmentation's and transformers' default).
 IGNORE_INDEX = 255
+#: A size given as one side or as ``(height, width)``.
+Size = int | tuple[int, int]
 #: Training crop of the official ADE20K setups, the default input size of the four-stage segmenters.
 SEGMENTATION_SIZE = 512
 #: Backbone drop-path rates of the official Swin UperNet configs, where they differ from classification's.
@@ -323,7 +326,8 @@ class SwinUperNet(nn.Module):
         self.backbone.norm = nn.Identity()
         widths = backbone.stage_dims
         eps = backbone.layer_norm_eps
-        self.stage_norms = nn.ModuleList(nn.LayerNorm(width, eps=eps) for width in widths) if config.stage_norms else None
+        norms = nn.ModuleList(nn.LayerNorm(width, eps=eps) for width in widths)
+        self.stage_norms = norms if config.stage_norms else None
         self.head = UperNetHead(widths, config.channels, config.num_classes, config.pool_scales, config.dropout)
         self.aux_head = (
             FCNHead(widths[config.aux_stage], config.aux_channels, config.num_classes, config.aux_convs, config.dropout)
@@ -362,7 +366,7 @@ class SwinUperNet(nn.Module):
         return logits if aux is None else (logits, aux)
 
     def forward_with_aux(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(logits, aux_logits)`` in any mode, both ``(B, num_classes, H, W)`` (``aux_logits`` None without the head)."""
+        """``(logits, aux_logits)`` in any mode, each ``(B, K, H, W)``; ``aux_logits`` None without the head."""
         return self._outputs(pixels, with_aux=True)
 
     def _outputs(self, pixels: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -373,7 +377,9 @@ class SwinUperNet(nn.Module):
             return logits, None
         return logits, resize(self.aux_head(maps[self.config.aux_stage]), size)
 
-    def loss(self, outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor
+    ) -> torch.Tensor:
         """:func:`segmentation_loss` of what :meth:`forward` (or :meth:`forward_with_aux`) returned, with this
         model's auxiliary weight and ignore index: ``labels`` ``(B, H, W)``, 255 where unlabelled."""
         logits, aux = outputs if isinstance(outputs, tuple) else (outputs, None)
@@ -395,7 +401,7 @@ class SwinUperNet(nn.Module):
             nn.init.zeros_(head.classifier.bias)
 
     def sliding_window(
-        self, pixels: torch.Tensor, crop: int | tuple[int, int] | None = None, stride: int | tuple[int, int] | None = None
+        self, pixels: torch.Tensor, crop: Size | None = None, stride: Size | None = None
     ) -> torch.Tensor:
         """Logits of a large image from overlapping crops (:func:`sliding_window_logits` with this model).
 
@@ -407,9 +413,7 @@ class SwinUperNet(nn.Module):
         return sliding_window_logits(self, pixels, crop_hw, stride_hw, self.num_classes)  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def predict(
-        self, pixels: torch.Tensor, crop: int | tuple[int, int] | None = None, stride: int | tuple[int, int] | None = None
-    ) -> torch.Tensor:
+    def predict(self, pixels: torch.Tensor, crop: Size | None = None, stride: Size | None = None) -> torch.Tensor:
         """Class index per pixel, ``(B, C, H, W) -> (B, H, W)`` int64, in evaluation mode.
 
         With ``crop`` (and optionally ``stride``) the logits come from :meth:`sliding_window`,
@@ -485,26 +489,28 @@ def segmenter_config(backbone: str | SwinConfig, **overrides: object) -> Segment
     else:
         base = get_config(backbone)
         if backbone not in COMPACT:
-            base = base.replace(img_size=SEGMENTATION_SIZE, drop_path_rate=_DROP_PATH.get(backbone, base.drop_path_rate))
+            drop_path = _DROP_PATH.get(backbone, base.drop_path_rate)
+            base = base.replace(img_size=SEGMENTATION_SIZE, drop_path_rate=drop_path)
     own = {f.name for f in dataclasses.fields(SegmenterConfig)} - {"backbone"}
     backbone_fields = {f.name for f in dataclasses.fields(SwinConfig)} - own
     unknown = sorted(set(overrides) - own - backbone_fields)
     if unknown:
         raise ValueError(
-            f"unknown segmenter setting(s) {unknown}; accepted: {sorted(own)} and the backbone's {sorted(backbone_fields)}"
+            f"unknown segmenter setting(s) {unknown}; accepted: {sorted(own)} and the backbone's "
+            f"{sorted(backbone_fields)}"
         )
     base = base.replace(fixed_windows=True, **{k: v for k, v in overrides.items() if k in backbone_fields})
     return SegmenterConfig(backbone=base, **{k: v for k, v in overrides.items() if k in own})  # type: ignore[arg-type]
 
 
 def create_segmenter(backbone: str | SwinConfig, **overrides: object) -> SwinUperNet:
-    """A fresh :class:`SwinUperNet` of :func:`segmenter_config`, e.g. ``create_segmenter("swin_t", num_classes=150)``."""
+    """A fresh :class:`SwinUperNet` of :func:`segmenter_config`: ``create_segmenter("swin_t", num_classes=150)``."""
     return SwinUperNet(segmenter_config(backbone, **overrides))
 
 
 def _register() -> None:
     for variant in VARIANTS:
-        register_task_model(PREFIX + variant, lambda variant=variant, **overrides: create_segmenter(variant, **overrides))
+        register_task_model(PREFIX + variant, functools.partial(create_segmenter, variant))
 
 
 _register()
