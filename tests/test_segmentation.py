@@ -273,3 +273,16 @@ def test_onnx_export_of_a_classifier_at_a_size_that_pads(tmp_path):
     classifier = swinkit.create_model("swin_t", **TINY).eval()
     path = export_onnx(classifier, tmp_path / "classifier.onnx", img_size=(72, 88))
     assert check_onnx(classifier, path, img_size=(72, 88)) <= 1e-4
+
+
+def test_export_command_writes_a_dynamic_size_onnx_segmenter(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from swinkit.checkpoints import save_segmenter
+    from swinkit.cli import main
+
+    save_segmenter(tiny("upernet_swin_atto"), tmp_path / "segmenter")
+    onnx = tmp_path / "segmenter.onnx"
+    assert main(["export", str(tmp_path / "segmenter"), "--onnx", str(onnx), "--dynamic-size", "--img-size", "48"]) == 0
+    output = capsys.readouterr().out
+    assert "dynamic height and width" in output
+    assert float(output.split("max abs difference ")[1].split()[0]) <= 1e-4
