@@ -93,6 +93,10 @@ def test_config_validates_and_round_trips_through_json():
     with pytest.raises(ValueError, match="unknown backbone config field"):
         SegmenterConfig.from_dict({**config.to_dict(), "backbone": {**config.backbone.to_dict(), "depth": 3}})
     assert SegmenterConfig(backbone=swinkit.get_config("swin_t")).backbone.num_classes == 0
+    refit = tiny()
+    refit.reset_classifier(7, labels=[str(i) for i in range(7)])
+    assert refit.config.num_classes == 7 and refit.aux_head.classifier.out_channels == 7
+    assert refit(torch.randn(1, 3, 32, 32)).shape == (1, 7, 32, 32)
     without = tiny(aux_channels=0)
     assert without.aux_head is None
     logits, aux = without.forward_with_aux(torch.randn(1, 3, 32, 32))
@@ -175,6 +179,8 @@ def test_sliding_window_averages_overlapping_crops_as_mmsegmentation():
     assert torch.equal(predicted, expected.argmax(1))
     with pytest.raises(ValueError, match=r"stride \(70, 70\) must not exceed crop \(64, 64\)"):
         model.sliding_window(pixels, crop=64, stride=70)
+    with torch.no_grad():  # in training mode too, the main head's logits (BatchNorm needs two images then)
+        assert model.sliding_window(torch.cat([pixels, pixels]), crop=64, stride=40).shape == (2, 4, 100, 70)
 
 
 def lora_model() -> "nn.Module":

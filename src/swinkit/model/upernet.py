@@ -377,6 +377,9 @@ class SwinUperNet(nn.Module):
             return logits, None
         return logits, resize(self.aux_head(maps[self.config.aux_stage]), size)
 
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._outputs(pixels, with_aux=False)[0]
+
     def loss(
         self, outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None], labels: torch.Tensor
     ) -> torch.Tensor:
@@ -406,11 +409,12 @@ class SwinUperNet(nn.Module):
         """Logits of a large image from overlapping crops (:func:`sliding_window_logits` with this model).
 
         ``crop`` defaults to the backbone's ``img_size`` and ``stride`` to two thirds of the
-        crop (mmsegmentation's 512 crop, 341 stride). ``(B, C, H, W) -> (B, K, H, W)``.
+        crop (mmsegmentation's 512 crop, 341 stride). ``(B, C, H, W) -> (B, K, H, W)``, in the
+        model's mode (BatchNorm statistics and dropout as it says), the main head's logits only.
         """
         crop_hw = _pair(crop, "crop") if crop is not None else self.config.img_size
         stride_hw = _pair(stride, "stride") if stride is not None else tuple(max(1, 2 * c // 3) for c in crop_hw)
-        return sliding_window_logits(self, pixels, crop_hw, stride_hw, self.num_classes)  # type: ignore[arg-type]
+        return sliding_window_logits(self._logits, pixels, crop_hw, stride_hw, self.num_classes)  # type: ignore
 
     @torch.no_grad()
     def predict(self, pixels: torch.Tensor, crop: Size | None = None, stride: Size | None = None) -> torch.Tensor:
