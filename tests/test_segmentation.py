@@ -257,12 +257,12 @@ def test_fx_feature_extraction_traces_the_head():
     torch.testing.assert_close(features["stage1"].permute(0, 3, 1, 2), expected_stage, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["upernet_swin_atto", "upernet_swinv2_t"])
-def test_onnx_export_with_dynamic_height_and_width_matches_onnxruntime(tmp_path, name):
+def test_onnx_export_with_dynamic_height_and_width_matches_onnxruntime(tmp_path):
+    """Swin V2 here (the command below exports a V1 segmenter); two stages keep the export short."""
     pytest.importorskip("onnxruntime")
     from swinkit.export import check_onnx, export_onnx
 
-    model = tiny(name)
+    model = tiny("upernet_swinv2_t", depths=(2, 2), num_heads=(1, 2))
     path = export_onnx(model, tmp_path / "segmenter.onnx", img_size=64, dynamic_size=True)
     # The traced size, and an odd one whose maps pad where the traced size's do not.
     for size in ((64, 64), (45, 77)):
@@ -276,12 +276,13 @@ def test_onnx_export_of_a_classifier_at_a_size_that_pads(tmp_path):
     pytest.importorskip("onnxruntime")
     from swinkit.export import check_onnx, export_onnx
 
-    classifier = swinkit.create_model("swin_t", **TINY).eval()
-    path = export_onnx(classifier, tmp_path / "classifier.onnx", img_size=(72, 88))
-    assert check_onnx(classifier, path, img_size=(72, 88)) <= 1e-4
+    classifier = swinkit.create_model("swin_t", **(TINY | {"depths": (2, 2), "num_heads": (1, 2)})).eval()
+    path = export_onnx(classifier, tmp_path / "classifier.onnx", img_size=(36, 44))  # maps 9x11: padded to 12x12
+    assert check_onnx(classifier, path, img_size=(36, 44), batch_sizes=(2,)) <= 1e-4
 
 
 def test_export_command_writes_a_dynamic_size_onnx_segmenter(tmp_path, capsys):
+    """Checked by the command at 48x48 and at an odd size (61x61), where every stage pads."""
     pytest.importorskip("onnxruntime")
     from swinkit.checkpoints import save_segmenter
     from swinkit.cli import main
