@@ -20,7 +20,7 @@ import torch
 from swinkit.checkpoints import hf
 from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.layout import Converted, HeadLayout, swin_version
-from swinkit.model import SegmenterConfig
+from swinkit.model import SegmenterConfig, SwinConfig
 
 NAME = "hf"
 HEADS = HeadLayout(norm="batch_norm", classifier="classifier")
@@ -167,9 +167,22 @@ def export(state_dict: Mapping[str, torch.Tensor], config: SegmenterConfig) -> t
     return tensors, {"config.json": export_config(config)}
 
 
+def _unclamped_size(backbone: SwinConfig) -> int | list[int]:
+    smallest = (backbone.window_size + 1) * backbone.patch_size * 2 ** (backbone.num_stages - 1)
+    height, width = (max(side, smallest) for side in backbone.img_size)
+    return height if height == width else [height, width]
+
+
 def export_config(config: SegmenterConfig) -> dict[str, object]:
-    """An UperNet ``config.json`` for ``config``: the head's fields and the backbone's Hugging Face config."""
+    """An UperNet ``config.json`` for ``config``: the head's fields and the backbone's Hugging Face config.
+
+    For Swin V2 the ``image_size`` written is at least the smallest at which no stage's map is as
+    small as the window: transformers fixes each V2 block's window from it, and swinkit's
+    segmenter keeps the whole window and its shift at every size.
+    """
     backbone = hf.export_config(config.backbone)
+    if config.backbone.version == 2:
+        backbone["image_size"] = _unclamped_size(config.backbone)
     for key in ("architectures", "id2label", "label2id"):
         backbone.pop(key)
     stages = [f"stage{index + 1}" for index in range(config.backbone.num_stages)]
