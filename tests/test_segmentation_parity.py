@@ -265,3 +265,14 @@ def test_classification_checkpoint_becomes_the_backbone_of_a_fresh_segmenter(tmp
     torch.testing.assert_close(inferred.backbone.stages[3].blocks[0].mlp.fc2.weight, fc2)
     with pytest.raises(CheckpointError, match="patch_embed.proj.weight has shape"):
         swinkit.create_model(pretrained=str(tmp_path), name="upernet_swin_atto")
+
+
+def test_a_v2_checkpoint_whose_image_size_shrinks_windows_loads_with_a_warning(tmp_path):
+    backbone = transformers.Swinv2Config(
+        image_size=64, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=4, out_features=STAGES
+    )
+    config = transformers.UperNetConfig(backbone_config=backbone, hidden_size=16, auxiliary_channels=8, num_labels=3)
+    transformers.UperNetForSemanticSegmentation(config).save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match=r"image_size 64 makes transformers shrink the window .* stage\(s\) \[2, 3\]"):
+        model = swinkit.create_model(pretrained=str(tmp_path))
+    assert model.config.backbone.window_size == 4 and model.config.backbone.fixed_windows
