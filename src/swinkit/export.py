@@ -1,6 +1,7 @@
 """Export a model for deployment: ONNX (checked against onnxruntime) and torch.export programs.
 
-Both take a fixed image size (the model's by default) and a dynamic batch axis. ONNX is
+Both take a fixed image size (the model's by default) and a dynamic batch axis; an ONNX
+segmenter can also take a dynamic height and width (see :func:`export_onnx`). ONNX is
 written in fp32 or int8, a torch.export program in fp32 or bf16 (:data:`EXPORT_PRECISIONS`):
 onnxruntime has no bfloat16 kernels for this graph on the CPU, and torch.export cannot
 trace the packed weights of PyTorch's dynamically quantized layers.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from swinkit.model import SwinTransformer
+from swinkit.model import SwinTransformer, SwinUperNet
 from swinkit.precision import check_precision
 
 #: The precisions each export format is written in.
@@ -40,20 +41,27 @@ def check_export_precision(kind: str, precision: str) -> None:
         )
 
 
-def _example(model: SwinTransformer, img_size: int | tuple[int, int] | None, batch: int = 2) -> torch.Tensor:
+def _example(
+    model: SwinTransformer | SwinUperNet, img_size: int | tuple[int, int] | None, batch: int = 2
+) -> torch.Tensor:
     height, width = (img_size, img_size) if isinstance(img_size, int) else (img_size or model.config.img_size)
     reference = next(model.parameters())
     return torch.randn(batch, model.config.in_chans, height, width, device=reference.device, dtype=reference.dtype)
 
 
 def export_onnx(
-    model: SwinTransformer,
+    model: SwinTransformer | SwinUperNet,
     path: str | os.PathLike[str],
     img_size: int | tuple[int, int] | None = None,
     opset: int = 17,
     precision: str = "fp32",
+    dynamic_size: bool = False,
 ) -> Path:
     """Write ``model`` (float32, eval mode) as ONNX with input ``pixels`` and output ``logits``, batch axis dynamic.
+
+    A segmenter's logits are ``(B, K, H, W)``. With ``dynamic_size`` (segmenters) the height and
+    width are dynamic too: the graph pads each stage's map by what each size asks, which holds
+    because a segmenter's backbone keeps its windows whatever the map (``fixed_windows``).
 
     Uses PyTorch's TorchScript-based exporter: the newer torch.export-based one fails on
     PyTorch's own decomposition of ``scaled_dot_product_attention`` for this graph. With
@@ -63,11 +71,12 @@ def export_onnx(
     activations quantized per batch; the attention products stay float32.
     """
     check_export_precision("onnx", precision)
+    axes = _dynamic_size_axes(model) if dynamic_size else {0: "batch"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if precision == "int8":
         with tempfile.TemporaryDirectory(dir=path.parent) as folder:
-            float_path = export_onnx(model, Path(folder) / "fp32.onnx", img_size, opset)
+            float_path = export_onnx(model, Path(folder) / "fp32.onnx", img_size, opset, dynamic_size=dynamic_size)
             _quantize_onnx(float_path, path, Path(folder))
         return path
     was_training = model.training
@@ -82,12 +91,21 @@ def export_onnx(
                 dynamo=False,
                 input_names=["pixels"],
                 output_names=["logits"],
-                dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                dynamic_axes={"pixels": axes, "logits": axes},
                 opset_version=opset,
             )
     finally:
         model.train(was_training)
     return path
+
+
+def _dynamic_size_axes(model: SwinTransformer | SwinUperNet) -> dict[int, str]:
+    if not isinstance(model, SwinUperNet) or not model.config.backbone.fixed_windows:
+        raise ValueError(
+            "dynamic_size applies to segmenters whose backbone keeps its windows (fixed_windows): a classifier's "
+            "window and shift change with the map's size, which a traced graph cannot follow"
+        )
+    return {0: "batch", 2: "height", 3: "width"}
 
 
 def _quantize_onnx(source: Path, target: Path, scratch: Path) -> None:
@@ -109,7 +127,7 @@ def _quantize_onnx(source: Path, target: Path, scratch: Path) -> None:
 
 
 def check_onnx(
-    model: SwinTransformer,
+    model: SwinTransformer | SwinUperNet,
     path: str | os.PathLike[str],
     img_size: int | tuple[int, int] | None = None,
     batch_sizes: tuple[int, ...] = (1, 3),

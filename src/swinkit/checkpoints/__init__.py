@@ -6,7 +6,9 @@ Formats understood (detected from the keys, or named with ``format=``): ``native
 Swin V1 and Swin V2 (told apart by the V2 attention's ``logit_scale``). Sources: a
 file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``), a Hugging Face / timm / swinkit
 directory, a swinkit run directory, or a Hub id. Pickles are read with
-``torch.load(weights_only=True)``; saving always writes safetensors.
+``torch.load(weights_only=True)``; saving always writes safetensors. Segmenters (Swin
+UperNet: swinkit's, transformers', mmsegmentation's) are read by :func:`load_segmenter` (and
+:func:`create_model`) and saved by :func:`save_segmenter`.
 """
 
 from swinkit.checkpoints.errors import CheckpointError, UnsafeCheckpointError
@@ -22,6 +24,7 @@ from swinkit.checkpoints.loading import (
 )
 from swinkit.preprocessing import Preprocessing
 from swinkit.checkpoints.saving import save_pretrained
+from swinkit.checkpoints.segmentation import is_segmenter_checkpoint, load_segmenter, save_segmenter
 
 __all__ = [
     "FORMATS",
@@ -33,9 +36,12 @@ __all__ = [
     "UnsafeCheckpointError",
     "create_model",
     "detect_format",
+    "is_segmenter_checkpoint",
     "load_checkpoint",
+    "load_segmenter",
     "read_checkpoint",
     "read_state_dict",
     "resize_relative_position_bias",
     "save_pretrained",
+    "save_segmenter",
 ]

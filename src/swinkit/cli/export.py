@@ -1,7 +1,8 @@
 """``swinkit export``: a trained model as ONNX (checked with onnxruntime) or a torch.export program.
 
 ONNX is written in fp32 or int8 (onnxruntime's dynamic quantization of the Linear layers,
-checked against swinkit's int8 model); a torch.export program in fp32 or bf16.
+checked against swinkit's int8 model); a torch.export program in fp32 or bf16. A segmenter's
+ONNX can take any height and width (``--dynamic-size``; checked at the export size and another).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="a swinkit run or export, a checkpoint file or folder, or a Hub id")
     parser.add_argument("--onnx", metavar="PATH", help="write an ONNX file (dynamic batch axis; fp32 or int8)")
     parser.add_argument("--pt2", metavar="PATH", help="write a torch.export program (dynamic batch axis; fp32 or bf16)")
+    parser.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="segmenters: ONNX with a dynamic height and width too (checked at --img-size and at an odd size)",
+    )
     add_img_size(parser)
     add_precision(parser)
     parser.add_argument("--no-check", dest="check", action="store_false", help="skip comparing onnxruntime's outputs")
@@ -36,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     model = swinkit.create_model(pretrained=args.model).eval()
     converted = apply_precision(model, args.precision)
     if args.onnx:
-        path = export_onnx(model, args.onnx, size, precision=args.precision)
-        print(f"wrote {path} ({args.precision})")
+        path = export_onnx(model, args.onnx, size, precision=args.precision, dynamic_size=args.dynamic_size)
+        print(f"wrote {path} ({args.precision}{', dynamic height and width' if args.dynamic_size else ''})")
         if args.check:
             tolerance = ONNX_TOLERANCE[args.precision]
             if args.precision == "fp32":
-                difference = check_onnx(converted, path, size)
+                sizes = _check_sizes(size, model.config.img_size, args.dynamic_size)
+                difference = max(check_onnx(converted, path, checked) for checked in sizes)
                 print(f"onnxruntime vs PyTorch: max abs difference {difference:.2e} (tolerance {tolerance:.0e})")
             else:
                 difference = check_onnx(converted, path, size, relative=True)
@@ -56,3 +63,13 @@ def run(args: argparse.Namespace) -> int:
         export_program(converted, args.pt2, size)
         print(f"wrote {args.pt2} ({args.precision})")
     return 0
+
+
+def _check_sizes(
+    size: int | tuple[int, int] | None, default: tuple[int, int], dynamic: bool
+) -> list[int | tuple[int, int] | None]:
+    """The export size, and for a dynamic-size export another whose sides are odd (so that every stage pads)."""
+    if not dynamic:
+        return [size]
+    height, width = (size, size) if isinstance(size, int) else (size or default)
+    return [(height, width), (height + height // 4 + 1 - height % 2, width + width // 4 + 1 - width % 2)]

@@ -20,15 +20,28 @@ import torch.nn.functional as F
 MASK_VALUE = -100.0
 
 
-def window_layout(height: int, width: int, window: int, shift: int) -> tuple[int, int, int]:
+def window_layout(height: int, width: int, window: int, shift: int, fixed: bool = False) -> tuple[int, int, int]:
     """The window height, width and shift a block of window ``window`` uses on a ``height x width`` map.
 
     A map whose shorter side is no larger than the window gets no shift (the reference
     rule), and along a side shorter than the window the window shrinks to that side, so a
-    map smaller than the window is attended as one window of its own size.
+    map smaller than the window is attended as one window of its own size. With ``fixed``
+    the window and shift are kept whatever the map (a small map is padded to one window),
+    as the dense-prediction references run Swin (mmseg's, and transformers' ``SwinBackbone``).
     """
+    if fixed:
+        return window, window, shift
     effective_shift = shift if min(height, width) > window else 0
     return min(window, height), min(window, width), effective_shift
+
+
+def padded_size(length: int, multiple: int) -> int:
+    """``length`` rounded up to a multiple of ``multiple``, in non-negative integer arithmetic.
+
+    Written without negative floor division: the TorchScript exporter turns ``//`` into ONNX's
+    truncating division, which rounds negative quotients the other way.
+    """
+    return (length + multiple - 1) // multiple * multiple
 
 
 @torch.fx.wrap
@@ -41,7 +54,7 @@ def pad_to_multiple(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.
     _, height, width, _ = x.shape
     pad_h = (multiple_h - height % multiple_h) % multiple_h
     pad_w = (multiple_w - width % multiple_w) % multiple_w
-    if pad_h == 0 and pad_w == 0:
+    if pad_h == 0 and pad_w == 0 and not torch.jit.is_tracing():  # a traced graph pads by what each size asks
         return x
     return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
 
@@ -54,7 +67,7 @@ def pad_image(pixels: torch.Tensor, patch: int) -> torch.Tensor:
     """
     pad_h = (patch - pixels.shape[2] % patch) % patch
     pad_w = (patch - pixels.shape[3] % patch) % patch
-    if pad_h or pad_w:
+    if pad_h or pad_w or torch.jit.is_tracing():  # a traced graph pads by what each size asks
         return F.pad(pixels, (0, pad_w, 0, pad_h))
     return pixels
 
@@ -178,7 +191,7 @@ def window_order(
     ``x.flatten(1, 2)[:, order]`` partitions and ``windows.flatten(0, 1)[:, inverse]``
     (per image) puts back, unshifts and crops in one step. Cached (read-only).
     """
-    padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
+    padded_h, padded_w = padded_size(height, window_h), padded_size(width, window_w)
     with torch.inference_mode(False):
         positions = torch.arange(padded_h * padded_w, device=device).view(1, padded_h, padded_w, 1)
         order = window_partition(cyclic_shift(positions, shift), window_h, window_w).flatten()
@@ -222,14 +235,14 @@ class WindowLayout:
 
 
 @torch.fx.wrap
-def layout_of(x: torch.Tensor, window: int, shift: int) -> WindowLayout:
+def layout_of(x: torch.Tensor, window: int, shift: int, fixed: bool = False) -> WindowLayout:
     """The :class:`WindowLayout` a block of window ``window`` and shift ``shift`` uses on map ``x``.
 
     ``x``: ``(B, H, W, C)``; the rules are :func:`window_layout`'s.
     """
     height, width = x.shape[1], x.shape[2]
-    window_h, window_w, effective_shift = window_layout(height, width, window, shift)
-    padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
+    window_h, window_w, effective_shift = window_layout(height, width, window, shift, fixed)
+    padded_h, padded_w = padded_size(height, window_h), padded_size(width, window_w)
     return WindowLayout(height, width, window_h, window_w, effective_shift, padded_h, padded_w)
 
 
