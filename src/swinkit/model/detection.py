@@ -65,7 +65,9 @@ class DetectorConfig:
     not number them contiguously; empty means ``1..num_classes-1``). ``anchor_sizes`` holds one
     tuple per pyramid level, the pooled one included (stages + 1 levels, the same count in
     each); ``aspect_ratios`` (height / width) apply at every level. ``min_size`` and
-    ``max_size`` are the resize of torchvision's transform (shorter side, longer side cap).
+    ``max_size`` are the resize of torchvision's transform (shorter side, longer side cap);
+    several ``min_size`` values make training multi-scale (torchvision picks one at random
+    per image; evaluation uses the last), as the official recipe's 480..800.
     ``masks`` builds Mask R-CNN, else Faster R-CNN. ``stage_norms`` puts the official
     LayerNorm on each stage output; ``frozen_stages`` freezes -1: nothing, 0: the patch
     embedding, ``k``: the patch embedding and the first ``k`` stages. The ``rpn_*`` and
@@ -80,7 +82,7 @@ class DetectorConfig:
     masks: bool = False
     anchor_sizes: tuple[tuple[int, ...], ...] = ()
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
-    min_size: int = 800
+    min_size: int | tuple[int, ...] = 800
     max_size: int = 1333
     out_channels: int = 256
     stage_norms: bool = True
@@ -106,6 +108,9 @@ class DetectorConfig:
         object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in self.aspect_ratios))
         object.__setattr__(self, "image_mean", tuple(float(v) for v in self.image_mean))
         object.__setattr__(self, "image_std", tuple(float(v) for v in self.image_std))
+        if not isinstance(self.min_size, int):
+            sizes = tuple(int(v) for v in self.min_size)
+            object.__setattr__(self, "min_size", sizes[0] if len(sizes) == 1 else sizes)
         self.validate()
 
     def validate(self) -> None:
@@ -135,8 +140,11 @@ class DetectorConfig:
             )
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ValueError(f"aspect_ratios must be positive height/width ratios, got {self.aspect_ratios}")
-        if not 1 <= self.min_size <= self.max_size:
-            raise ValueError(f"need 1 <= min_size <= max_size, got min_size {self.min_size}, max_size {self.max_size}")
+        if not self.min_sizes or not all(1 <= size <= self.max_size for size in self.min_sizes):
+            raise ValueError(
+                f"need 1 <= min_size <= max_size for every min_size, got min_size {self.min_size}, "
+                f"max_size {self.max_size}"
+            )
         if not -1 <= self.frozen_stages <= self.backbone.num_stages:
             raise ValueError(
                 f"frozen_stages must be -1 (none), 0 (patch embedding) or up to {self.backbone.num_stages} "
@@ -153,6 +161,11 @@ class DetectorConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.box_score_thresh < 1.0:
             raise ValueError(f"box_score_thresh must be in [0, 1), got {self.box_score_thresh}")
+
+    @property
+    def min_sizes(self) -> tuple[int, ...]:
+        """The shorter sides training picks from; the last is the one of evaluation."""
+        return (self.min_size,) if isinstance(self.min_size, int) else self.min_size
 
     @property
     def foreground_ids(self) -> tuple[int, ...]:
@@ -172,6 +185,7 @@ class DetectorConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["backbone"] = self.backbone.to_dict()
         data["anchor_sizes"] = [list(level) for level in self.anchor_sizes]
+        data["min_size"] = self.min_size if isinstance(self.min_size, int) else list(self.min_size)
         for key in ("labels", "category_ids", "aspect_ratios", "image_mean", "image_std"):
             data[key] = list(data[key])
         return data
@@ -251,7 +265,7 @@ def build_detector(config: DetectorConfig) -> FasterRCNN | MaskRCNN:
     anchors = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * len(config.anchor_sizes))
     common = dict(
         num_classes=config.num_classes,
-        min_size=config.min_size,
+        min_size=config.min_sizes,
         max_size=config.max_size,
         image_mean=list(config.image_mean),
         image_std=list(config.image_std),
