@@ -15,7 +15,9 @@ import sys
 from swinkit.cli.arguments import parse_model_override
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
+from swinkit.tasks import TASKS, train
 from swinkit.train.config import PRECISIONS, RECIPES, TrainConfig
+from swinkit.train.loop import TrainingDiverged
 from swinkit.train.timing import parse_duration, process_age
 
 
@@ -36,6 +38,12 @@ def _size(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train or fine-tune on an image folder, CSV, datasets or the built-in digits", description=__doc__
+    )
+    parser.add_argument(
+        "--task",
+        choices=tuple(TASKS),
+        default="classify",
+        help="what to train: " + "; ".join(f"{name}, {task.description}" for name, task in TASKS.items()),
     )
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -152,16 +160,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    parser.set_defaults(handler=run_train)
+    task_flags = {}
+    for name, task in TASKS.items():
+        group = parser.add_argument_group(f"{name} (--task {name})")
+        task.add_arguments("train", group)
+        task_flags[name] = [(action.dest, action.option_strings[0]) for action in group._group_actions]
+    parser.set_defaults(handler=run_train, task_flags=task_flags)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` the flags describe (recipe values still unset)."""
+    """The :class:`TrainConfig` the flags describe (recipe values still unset).
+
+    The flags of the chosen task go into ``task_options``; another task's flag raises ValueError.
+    """
     fields = {
         name: value
         for name, value in vars(args).items()
         if name in TrainConfig.__dataclass_fields__ and value is not None
     }
+    for name, flags in args.task_flags.items():
+        given = {dest: getattr(args, dest) for dest, _ in flags if getattr(args, dest) is not None}
+        if name == args.task:
+            fields["task_options"] = given
+        elif given:
+            flag = dict(flags)[next(iter(given))]
+            raise ValueError(f"{flag} is a flag of --task {name}, not of --task {args.task}")
     fields["model_overrides"] = dict(args.model_overrides)
     for name in ("scale", "mean", "std"):
         if getattr(args, name) is not None:
@@ -170,8 +193,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from swinkit.train.loop import TrainingDiverged, train
-
     try:
         spent = process_age() if getattr(args, "command_line", False) else 0.0
         train(config_from_args(args), resume=args.resume, spent=spent)
