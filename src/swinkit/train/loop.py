@@ -239,7 +239,9 @@ class _Trainer:
 
         global_batch = config.batch_size * context.world_size * config.accum_steps
         self.lr = config.lr * global_batch / config.lr_base_batch if config.lr_base_batch else config.lr
-        self.optimizer = build_optimizer(self.model, self.lr, config.weight_decay, config.layer_decay)
+        self.optimizer = build_optimizer(
+            self.model, self.lr, config.weight_decay, config.layer_decay, self.task.parameter_groups
+        )
         self.scheduler = build_scheduler(
             self.optimizer,
             total_steps=self.steps_per_epoch * config.epochs,
@@ -299,7 +301,7 @@ class _Trainer:
         """
         config = self.config
         probe = copy.deepcopy(self.model).train()
-        optimizer = build_optimizer(probe, 1e-6, config.weight_decay, config.layer_decay)
+        optimizer = build_optimizer(probe, 1e-6, config.weight_decay, config.layer_decay, self.task.parameter_groups)
 
         most = self.loaders.train_count
 

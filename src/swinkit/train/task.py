@@ -46,6 +46,7 @@ from swinkit.preprocessing import Preprocessing
 from swinkit.train.config import TrainConfig
 from swinkit.train.distributed import Distributed
 from swinkit.train.metrics import autocast
+from swinkit.train.optim import parameter_groups
 from swinkit.train.recipe import Candidate, Choice
 
 
@@ -247,6 +248,14 @@ class TrainingTask(abc.ABC):
     @abc.abstractmethod
     def preprocessing(self, config: TrainConfig, model: nn.Module) -> Preprocessing:
         """The preprocessing the model's inputs get (and its export records)."""
+
+    def parameter_groups(self, model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, object]]:
+        """AdamW's parameter groups, each with an ``lr_scale`` (:func:`swinkit.train.optim.parameter_groups`).
+
+        The default exempts norms, biases and position-bias tables from weight decay; its
+        layer-wise decay (``layer_decay`` < 1) reads a Swin classifier's parameter names.
+        """
+        return parameter_groups(model, weight_decay, layer_decay)
 
     def run_record(self, model: nn.Module) -> dict[str, Any]:
         """Entries of the run's ``config.json`` beside the settings (by default the model's config)."""
