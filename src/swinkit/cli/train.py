@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinkit.cli.arguments import parse_model_override
+from swinkit.cli.arguments import add_task_arguments, parse_model_override, task_options
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
 from swinkit.tasks import TASKS, train
@@ -160,12 +160,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    task_flags = {}
-    for name, task in TASKS.items():
-        group = parser.add_argument_group(f"{name} (--task {name})")
-        task.add_arguments("train", group)
-        task_flags[name] = [(action.dest, action.option_strings[0]) for action in group._group_actions]
-    parser.set_defaults(handler=run_train, task_flags=task_flags)
+    add_task_arguments(parser, "train")
+    parser.set_defaults(handler=run_train)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -178,13 +174,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         for name, value in vars(args).items()
         if name in TrainConfig.__dataclass_fields__ and value is not None
     }
-    for name, flags in args.task_flags.items():
-        given = {dest: getattr(args, dest) for dest, _ in flags if getattr(args, dest) is not None}
-        if name == args.task:
-            fields["task_options"] = given
-        elif given:
-            flag = dict(flags)[next(iter(given))]
-            raise ValueError(f"{flag} is a flag of --task {name}, not of --task {args.task}")
+    fields["task_options"] = task_options(args, args.task)
     fields["model_overrides"] = dict(args.model_overrides)
     for name in ("scale", "mean", "std"):
         if getattr(args, name) is not None:

@@ -12,7 +12,9 @@ top-5 accuracy, the confusion matrix, and the data-chosen recipe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import argparse
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -22,6 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 import swinkit
+from swinkit.classifier import evaluate_data, load_classifier
+from swinkit.classifier import predict as label_images
 from swinkit.data import (
     AugmentConfig,
     TransformedDataset,
@@ -36,7 +40,7 @@ from swinkit.data.sources import DataBundle
 from swinkit.data.tensors import BatchAugment, TensorBatches, fits_as_tensor, stack_images
 from swinkit.model import SwinTransformer
 from swinkit.preprocessing import Preprocessing
-from swinkit.tasks.base import Task
+from swinkit.tasks.base import Command, CommandOptions, Report, Task
 from swinkit.train import plots, recipe
 from swinkit.train.config import TrainConfig
 from swinkit.train.metrics import ConfusionCounter, Evaluation, topk_correct
@@ -47,6 +51,8 @@ RECIPE_LINES = {
     "imagenet": "imagenet (the paper's ImageNet-1k recipe, 300 epochs; --recipe auto chooses from the data)",
     "finetune": "finetune (the Hugging Face example's, from --pretrained weights)",
 }
+#: Labels per image that ``swinkit predict`` gives by default.
+TOPK = 5
 
 
 def build_classifier(config: TrainConfig, classes: list[str]) -> SwinTransformer:
@@ -306,3 +312,55 @@ class ClassifyTask(Task):
             f"accuracy: {result.top1:.2f}% top-1, {result.top5:.2f}% top-5 on {result.count} validation images "
             f"(best top-1 {best:.2f}%, saved as {best_path})"
         )
+
+    # The commands.
+
+    @classmethod
+    def add_arguments(cls, command: Command, group: argparse._ArgumentGroup) -> None:
+        if command == "predict":
+            group.add_argument("--topk", type=int, help=f"how many labels per image (default {TOPK})")
+
+    def evaluate(self, source: str, data: str, options: CommandOptions) -> Report:
+        """Top-1, top-5, per-class accuracy and the confusion matrix (a picture in ``options.output``)."""
+        classifier = load_classifier(source, options.device, options.precision)
+        result = evaluate_data(classifier, data, options.batch_size, options.workers, options.skip_bad_images)
+        per_class = {
+            name: (None if math.isnan(value) else value) for name, value in zip(classifier.classes, result.per_class)
+        }
+        report = {
+            "model": source,
+            "data": data,
+            "precision": classifier.precision,
+            "images": result.count,
+            "loss": result.loss,
+            "top1": result.top1,
+            "top5": result.top5,
+            "per_class": per_class,
+            "confusion_matrix": result.confusion.tolist(),
+            "classes": classifier.classes,
+        }
+        picture = (options.output or Path(".")) / "eval_confusion_matrix.png"
+        plots.plot_confusion(result.confusion, classifier.classes, picture, data)
+        width = max(len(name) for name in classifier.classes)
+        lines = [
+            f"{result.count} images, {classifier.precision}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  "
+            f"loss {result.loss:.4f}",
+            *(f"  {name:<{width}}  {'-' if value is None else f'{value:6.2f}%'}" for name, value in per_class.items()),
+        ]
+        return Report(report, lines, [picture])
+
+    def predict(self, source: str, inputs: Sequence[str], options: CommandOptions) -> Report:
+        """The top labels and their probabilities per image (``--topk``, default :data:`TOPK`)."""
+        classifier = load_classifier(source, options.device, options.precision)
+        topk = options.extra.get("topk")
+        predictions = label_images(classifier, inputs, TOPK if topk is None else int(topk), options.batch_size)
+        width = max(len(p.path) for p in predictions)
+        lines = []
+        for p in predictions:
+            if p.error is not None:
+                lines.append(f"{p.path:<{width}}  unreadable: {p.error}")
+                continue
+            labels = "  ".join(f"{label} {probability:.3f}" for label, probability in zip(p.labels, p.probabilities))
+            lines.append(f"{p.path:<{width}}  {labels}")
+        failed = any(p.error is not None for p in predictions)
+        return Report([p.to_dict() for p in predictions], lines, code=1 if failed else 0)
