@@ -72,7 +72,8 @@ class DetectorConfig:
     LayerNorm on each stage output; ``frozen_stages`` freezes -1: nothing, 0: the patch
     embedding, ``k``: the patch embedding and the first ``k`` stages. The ``rpn_*`` and
     ``box_*`` numbers are those of torchvision's heads (proposals kept per level before and in
-    all after NMS; detections and score threshold per image).
+    all after NMS; detections and score threshold per image; proposals sampled per image to
+    train the box head).
     """
 
     backbone: SwinConfig
@@ -93,6 +94,7 @@ class DetectorConfig:
     rpn_proposals_test: int = 1000
     box_detections_per_img: int = 100
     box_score_thresh: float = 0.05
+    box_batch_size_per_image: int = 512
 
     def __post_init__(self) -> None:
         backbone = self.backbone
@@ -156,7 +158,8 @@ class DetectorConfig:
                 f"image_mean and image_std need {channels} values (one per input channel, std > 0), got "
                 f"{self.image_mean} and {self.image_std}"
             )
-        for name in ("out_channels", "rpn_proposals_train", "rpn_proposals_test", "box_detections_per_img"):
+        positive = ("out_channels", "rpn_proposals_train", "rpn_proposals_test", "box_detections_per_img")
+        for name in (*positive, "box_batch_size_per_image"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.box_score_thresh < 1.0:
@@ -277,6 +280,7 @@ def build_detector(config: DetectorConfig) -> FasterRCNN | MaskRCNN:
         box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
         box_detections_per_img=config.box_detections_per_img,
         box_score_thresh=config.box_score_thresh,
+        box_batch_size_per_image=config.box_batch_size_per_image,
     )
     if config.masks:
         model = MaskRCNN(backbone, mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2), **common)

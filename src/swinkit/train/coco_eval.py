@@ -76,7 +76,7 @@ def to_coco_results(
             binary = (detection["masks"][keep][:, 0] > MASK_THRESHOLD).cpu().numpy().astype(np.uint8)
             rles = [coco_mask.encode(np.asfortranarray(mask)) for mask in binary]
         for box, label, score, rle in zip(xywh, labels, scores, rles):
-            category = int(category_ids[label - 1])
+            category = int(category_ids[int(label) - 1])
             result = {"image_id": int(image_id), "category_id": category, "bbox": box, "score": score}
             if rle is not None:
                 result["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
