@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -45,6 +47,8 @@ __all__ = [
 #: ImageNet normalisation, which torchvision's detectors and the official recipe apply.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
+#: Width of the box head's two fully connected layers (torchvision's TwoMLPHead).
+BOX_REPRESENTATION = 1024
 #: Key of the max-pooled extra level in the pyramid's output (torchvision's name).
 POOL_LEVEL = "pool"
 
@@ -73,7 +77,7 @@ class DetectorConfig:
     embedding, ``k``: the patch embedding and the first ``k`` stages. The ``rpn_*`` and
     ``box_*`` numbers are those of torchvision's heads (proposals kept per level before and in
     all after NMS; detections and score threshold per image; proposals sampled per image to
-    train the box head).
+    train the box head). ``mask_head_channels`` is the width of Mask R-CNN's four mask convolutions.
     """
 
     backbone: SwinConfig
@@ -95,6 +99,7 @@ class DetectorConfig:
     box_detections_per_img: int = 100
     box_score_thresh: float = 0.05
     box_batch_size_per_image: int = 512
+    mask_head_channels: int = 256
 
     def __post_init__(self) -> None:
         backbone = self.backbone
@@ -159,7 +164,7 @@ class DetectorConfig:
                 f"{self.image_mean} and {self.image_std}"
             )
         positive = ("out_channels", "rpn_proposals_train", "rpn_proposals_test", "box_detections_per_img")
-        for name in (*positive, "box_batch_size_per_image"):
+        for name in (*positive, "box_batch_size_per_image", "mask_head_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.box_score_thresh < 1.0:
@@ -267,7 +272,6 @@ def build_detector(config: DetectorConfig) -> FasterRCNN | MaskRCNN:
     levels = [str(index) for index in range(config.backbone.num_stages)]
     anchors = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * len(config.anchor_sizes))
     common = dict(
-        num_classes=config.num_classes,
         min_size=config.min_sizes,
         max_size=config.max_size,
         image_mean=list(config.image_mean),
@@ -282,10 +286,20 @@ def build_detector(config: DetectorConfig) -> FasterRCNN | MaskRCNN:
         box_score_thresh=config.box_score_thresh,
         box_batch_size_per_image=config.box_batch_size_per_image,
     )
-    if config.masks:
-        model = MaskRCNN(backbone, mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2), **common)
-    else:
-        model = FasterRCNN(backbone, **common)
+    if not config.masks:
+        model = FasterRCNN(backbone, num_classes=config.num_classes, **common)
+        model.config = config
+        return model
+    # With a mask predictor given torchvision takes no class count, so the box predictor is given too.
+    width = config.mask_head_channels
+    model = MaskRCNN(
+        backbone,
+        box_predictor=FastRCNNPredictor(BOX_REPRESENTATION, config.num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(config.out_channels, (width,) * 4, dilation=1),
+        mask_predictor=MaskRCNNPredictor(width, width, config.num_classes),
+        **common,
+    )
     model.config = config
     return model
 

@@ -75,7 +75,7 @@ PROPOSALS_AT_800 = (2000, 1000)
 #: Inputs smaller than this (shorter side) get light heads: :data:`LIGHT_HEADS`.
 LIGHT_BELOW = 256
 #: FPN channels and box-head samples per image for small inputs (torchvision's are 256 and 512, for 800 px).
-LIGHT_HEADS = {"out_channels": 64, "box_batch_size_per_image": 128}
+LIGHT_HEADS = {"out_channels": 64, "box_batch_size_per_image": 128, "mask_head_channels": 64}
 #: Predictions under this score are not drawn or written by ``swinkit predict`` unless ``--score-threshold`` says.
 SCORE_THRESHOLD = 0.5
 #: Validation images drawn each epoch.
@@ -113,7 +113,6 @@ class DetectionEvaluator(Evaluator):
         with self.runtime.autocast():
             outputs = model([image.to(self.runtime.device) for image in images])
         ids = [int(target["image_id"]) for target in targets]
-        outputs = [{key: value.float() if value.is_floating_point() else value for key, value in o.items()} for o in outputs]
         self.results += to_coco_results(ids, outputs, self.category_ids)
         self.count += len(images)
         return len(images)
@@ -241,8 +240,8 @@ class DetectTask(Task):
             config = dataclasses.replace(config, batch_size=batch)
             choices.append(Choice("batch", str(batch), f"images of {size} px on one device", "--batch-size"))
         if size < LIGHT_BELOW:
-            light = f"{LIGHT_HEADS['out_channels']} FPN channels, {LIGHT_HEADS['box_batch_size_per_image']} RoIs"
-            reason = f"inputs under {LIGHT_BELOW} px: lighter than torchvision's 256 / 512"
+            light = f"{LIGHT_HEADS['out_channels']} channels, {LIGHT_HEADS['box_batch_size_per_image']} RoIs"
+            reason = f"inputs under {LIGHT_BELOW} px: lighter FPN and mask head (256) and fewer RoIs (512)"
             choices.append(Choice("heads", light, reason, "--img-size"))
         choices.append(Choice("lr", f"{config.lr:g}", "AdamW from scratch, weight decay 0.05", "--lr"))
         return RecipePlan(config, choices)
