@@ -19,7 +19,8 @@ def run(tmp_path_factory):
     write_shapes_coco(root / "train", count=8, size=64)
     write_shapes_coco(root / "val", count=3, size=64, seed=1)
     args = ["train", "--task", "detect", "--data", str(root / "train"), "--val", str(root / "val"), "--epochs", "1",
-            "--batch-size", "4", "--workers", "0", "--output", str(root / "runs"), "--name", "shapes", "--quiet"]  # fmt: skip
+            "--batch-size", "4", "--workers", "0", "--output", str(root / "runs"), "--name", "shapes",
+            "--quiet"]  # fmt: skip
     assert main(args) == 0
     return root, root / "runs" / "shapes"
 

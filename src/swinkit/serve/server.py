@@ -18,7 +18,9 @@ from fastapi import FastAPI
 
 from swinkit.classifier import load_classifier
 from swinkit.serve.app import ServeSettings, create_app
+from swinkit.serve.detect import create_detection_app
 from swinkit.tasks import task_for
+from swinkit.tasks.detect import read_detector
 
 #: The environment variable through which ``serve`` hands its options to worker processes.
 OPTIONS_VARIABLE = "SWINKIT_SERVE_OPTIONS"
@@ -36,8 +38,16 @@ def classifier_app(source: str, device: str | None, precision: str, settings: Se
     return create_app(load_classifier(source, device, precision), settings, precision)
 
 
+def detector_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
+    """The application of a detector: boxes, labels, scores and masks, and a page that draws them."""
+    if precision != "fp32":
+        raise ValueError(f"swinkit serves detectors in fp32 only, not {precision}")
+    model = read_detector(source).eval().to(device or "cpu")
+    return create_detection_app(model, settings)
+
+
 #: Each task's application builder ``(source, device, precision, settings) -> FastAPI``, by task name.
-APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {"classify": classifier_app}
+APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {"classify": classifier_app, "detect": detector_app}
 
 
 def build_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
