@@ -47,7 +47,10 @@ def detector_app(source: str, device: str | None, precision: str, settings: Serv
 
 
 #: Each task's application builder ``(source, device, precision, settings) -> FastAPI``, by task name.
-APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {"classify": classifier_app, "detect": detector_app}
+APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {
+    "classify": classifier_app,
+    "detect": detector_app,
+}
 
 
 def build_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
