@@ -277,7 +277,7 @@ class DetectTask(Task):
             report = model.load_report
             self.runtime.log(
                 f"backbone from {report.source} ({report.format}): {len(report.loaded)} tensors loaded, "
-                f"{len(report.not_loaded)} left as built (FPN and heads), {len(report.unused)} unused"
+                f"{len(report.not_loaded)} left as built (stage norms, FPN, heads), {len(report.unused)} unused"
             )
         if config.grad_checkpointing:
             model.backbone.body.set_grad_checkpointing(True)
