@@ -6,11 +6,14 @@ import csv
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from detection_folders import write_shapes_coco
 from swinkit.cli import main
-from swinkit.tasks import task_for
+from swinkit.tasks import get_task, task_for, train
+from swinkit.train import loop
+from swinkit.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,25 @@ def test_eval_prints_the_coco_table_and_predict_writes_coco_results(run, capsys)
     assert results and {"image_id", "category_id", "bbox", "score", "segmentation", "file_name"} <= set(results[0])
     assert {r["category_id"] for r in results} <= {3, 7} and all(len(r["bbox"]) == 4 for r in results)
     assert len(list(pictures.glob("*.png"))) == 3
+
+
+def test_a_killed_detection_run_resumes_exactly(tmp_path, monkeypatch):
+    data = write_shapes_coco(tmp_path / "data", count=4, size=64, masks=False)
+    settings = dict(task="detect", data=str(data), val_split=0.25, epochs=2, batch_size=3, workers=0,
+                    output=str(tmp_path / "runs"), quiet=True)  # fmt: skip
+    whole = loop.train(TrainConfig(**settings, name="whole"), task=get_task("detect"))
+
+    class Killed(Exception):
+        pass
+
+    def die(self, row, epochs):
+        raise Killed
+
+    monkeypatch.setattr(loop._Trainer, "_report", die)
+    with pytest.raises(Killed):
+        loop.train(TrainConfig(**settings, name="cut"), task=get_task("detect"))
+    monkeypatch.undo()
+    resumed = train(TrainConfig(task="detect", quiet=True), resume=tmp_path / "runs" / "cut")
+    expected = torch.load(whole.run_dir / "last" / "training_state.pt", weights_only=True)["model"]
+    got = torch.load(resumed.run_dir / "last" / "training_state.pt", weights_only=True)["model"]
+    assert all(torch.equal(expected[name], got[name]) for name in expected)

@@ -91,7 +91,7 @@ def multi_scale(size: int) -> tuple[int, ...]:
 def read_detector(source: str) -> nn.Module:
     """A trained detector from a run folder (its ``best``, else ``last``) or a detector export folder."""
     path = Path(source)
-    for link in (*reversed(LINKS),):
+    for link in reversed(LINKS):  # best, then last
         if (path / link / METADATA_FILE).is_file():
             return load_detector(path / link)
     return load_detector(path)
@@ -427,6 +427,7 @@ class DetectTask(Task):
 
     def evaluate(self, source: str, data: str, options: CommandOptions) -> Report:
         """COCO's box (and mask) AP of the detector in ``source`` on the detection folder ``data``."""
+        _check_precision(options.precision)
         model = read_detector(source).eval().to(options.device or "cpu")
         dataset = load_detection(data).with_transforms(detection_transforms(train=False))
         config = model.config
@@ -448,6 +449,7 @@ class DetectTask(Task):
 
     def predict(self, source: str, inputs: Sequence[str], options: CommandOptions) -> Report:
         """COCO result-format detections for every image, written as ``detections.json``, and a picture per image."""
+        _check_precision(options.precision)
         model = read_detector(source).eval()
         threshold = options.extra.get("score_threshold")
         threshold = SCORE_THRESHOLD if threshold is None else float(threshold)
@@ -485,6 +487,11 @@ class DetectTask(Task):
         written.write_text(json.dumps(results) + "\n")
         lines.append(f"wrote {written} and {len(files)} picture(s) in {output}")
         return Report(results, lines, [written, *files], code=1 if failed else 0)
+
+
+def _check_precision(precision: str) -> None:
+    if precision != "fp32":
+        raise ValueError(f"detectors run in fp32 only (torchvision's heads), not {precision}")
 
 
 def _image_files(inputs: Sequence[str]) -> list[str]:
