@@ -14,7 +14,7 @@ from swinkit import save_pretrained
 from swinkit.checkpoints.detection import create_detector, load_backbone, load_detector, save_detector
 from swinkit.checkpoints.errors import CheckpointError
 from swinkit.model import SwinTransformer, create_model, get_config
-from swinkit.model.detection import DETECTOR_NAMES, DetectorConfig, build_detector
+from swinkit.model.detection import DETECTOR_NAMES, DetectorConfig
 
 TINY_SWIN = {"embed_dim": 16, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8), "window_size": 4}
 SMALL_HEADS = {

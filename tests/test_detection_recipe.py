@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from swinkit.train.detection_recipe import choose_anchors, choose_input_size

@@ -25,7 +25,7 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 
 from swinkit.checkpoints import io, official
 from swinkit.checkpoints.errors import CheckpointError
-from swinkit.checkpoints.layout import Layout, is_ignored, same_names
+from swinkit.checkpoints.layout import is_ignored, same_names
 from swinkit.checkpoints.loading import Checkpoint, load_checkpoint, pretrained_windows_for, read_checkpoint
 from swinkit.model.detection import DetectorConfig, build_detector, detector_config
 

@@ -49,8 +49,6 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 #: Width of the box head's two fully connected layers (torchvision's TwoMLPHead).
 BOX_REPRESENTATION = 1024
-#: Key of the max-pooled extra level in the pyramid's output (torchvision's name).
-POOL_LEVEL = "pool"
 
 
 def default_anchor_sizes(backbone: SwinConfig) -> tuple[tuple[int, ...], ...]:

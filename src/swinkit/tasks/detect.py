@@ -28,12 +28,7 @@ from torchvision.transforms.v2 import functional as TF
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from swinkit.checkpoints.detection import METADATA_FILE, create_detector, load_detector, save_detector
-from swinkit.data.detection import (
-    DetectionDataset,
-    collate,
-    detection_transforms,
-    load_detection,
-)
+from swinkit.data.detection import collate, detection_transforms, load_detection
 from swinkit.data.images import load_images
 from swinkit.model import get_config
 from swinkit.model.detection import DetectorConfig
