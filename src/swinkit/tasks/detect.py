@@ -228,8 +228,9 @@ class DetectTask(Task):
             choices.append(Choice("model", model, reason, "--model"))
             self.statistics = self._statistics(config)
         anchors = self.statistics["anchors"]
-        choices.append(Choice("anchor sizes", str([s[0] for s in anchors.sizes]), anchors.sizes_reason, "--model"))
-        choices.append(Choice("aspect ratios", str(list(anchors.ratios)), anchors.ratios_reason, "--model"))
+        sizes = str([s[0] for s in anchors.sizes])
+        choices.append(Choice("anchor sizes", sizes, anchors.sizes_reason, "from the data, scaled by --img-size"))
+        choices.append(Choice("aspect ratios", str(list(anchors.ratios)), anchors.ratios_reason, "from the data"))
         if config.batch_size is None:
             batch = max(2, min(16, (512 // size) ** 2 * 2))
             config = dataclasses.replace(config, batch_size=batch)
