@@ -16,13 +16,14 @@ from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format
 from swinkit.checkpoints.loading import (
     Checkpoint,
     LoadReport,
-    create_model,
+    create_classifier,
     load_checkpoint,
     read_checkpoint,
     read_state_dict,
     resize_relative_position_bias,
 )
 from swinkit.preprocessing import Preprocessing
+from swinkit.checkpoints.factory import create_model
 from swinkit.checkpoints.saving import save_pretrained
 from swinkit.checkpoints.segmentation import is_segmenter_checkpoint, load_segmenter, save_segmenter
 
@@ -34,6 +35,7 @@ __all__ = [
     "LoadReport",
     "Preprocessing",
     "UnsafeCheckpointError",
+    "create_classifier",
     "create_model",
     "detect_format",
     "is_segmenter_checkpoint",

@@ -25,8 +25,7 @@ from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format, re
 from swinkit.checkpoints.architecture import infer_config, stage_windows
 from swinkit.checkpoints.layout import swin_version
 from swinkit.preprocessing import Preprocessing
-from swinkit.model import SwinConfig, SwinTransformer, SwinUperNet, get_config
-from swinkit.model import create_model as build_model
+from swinkit.model import SwinConfig, SwinTransformer, get_config
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ def load_checkpoint(
     """Load a checkpoint of any understood format into ``model``, adapting it for fine-tuning.
 
     A head of another number of classes (or none in the model) is dropped, with a warning
-    naming the dropped keys, and the model's own head kept (fresh from :func:`create_model`); bias tables of
+    naming the dropped keys, and the model's own head kept (fresh from :func:`~swinkit.checkpoints.factory.create_model`); bias tables of
     another window are resized (:func:`resize_relative_position_bias`); labels stored with
     the weights are kept when the head is loaded. Any other shape difference raises
     CheckpointError naming the key and both shapes; with ``strict`` (the default) missing or
@@ -281,40 +280,24 @@ def _listing(items: list[str], limit: int = 6) -> str:
     return "; ".join(items[:limit]) + more
 
 
-def create_model(
+def create_classifier(
+    located: io.Located,
+    raw: Mapping[str, torch.Tensor],
     name: str | None = None,
-    pretrained: Source | None = None,
-    *,
     format: str | None = None,
     strict: bool = True,
-    device: torch.device | str | None = None,
     **overrides: object,
-) -> SwinTransformer | SwinUperNet:
-    """Build a Swin model, optionally from a checkpoint of any understood format.
+) -> SwinTransformer:
+    """A classifier (or backbone) from tensors already read from ``located``: :func:`~swinkit.checkpoints.factory.create_model`'s classifier part.
 
-    ``create_model("swin_t")`` builds a registered variant. With ``pretrained`` (a file,
-    directory or Hub id, see :func:`read_checkpoint`) the weights are loaded; without a
-    ``name`` the variant is inferred from the checkpoint (its ``config.json`` or the tensor
-    shapes), and the number of classes and labels follow the checkpoint unless overridden.
+    Without a ``name`` the variant is inferred from the checkpoint (its ``config.json`` or the
+    tensor shapes), and the number of classes and labels follow the checkpoint unless overridden.
     ``overrides`` replace config fields: another ``num_classes`` re-initialises the head,
     another ``window_size`` resizes the V1 bias tables, another ``img_size`` needs nothing.
     A Swin V2 model of another window than its checkpoint's keeps the checkpoint's windows
     as ``pretrained_window_sizes`` (see :func:`pretrained_windows_for`) unless it has its own
-    or they are overridden. The result carries ``pretrained_cfg`` (preprocessing) and ``load_report``.
+    or they are overridden.
     """
-    if pretrained is None:
-        if name is None:
-            raise ValueError("create_model needs a model name (see swinkit.list_models()) or pretrained=CHECKPOINT")
-        return build_model(name, device=device, **overrides)
-    if not isinstance(pretrained, (str, os.PathLike)):
-        raise ValueError(f"pretrained must be a path or a Hub id (a string), got {type(pretrained).__name__}")
-    located = io.locate(pretrained)
-    raw = io.read_weights(located.weights)
-    from swinkit.checkpoints import segmentation  # imported here: it builds on this module
-
-    if segmentation.is_segmenter_request(name, raw):
-        model = segmentation.create_segmenter(located, raw, name, format, strict, **overrides)
-        return model.to(device) if device is not None else model
     checkpoint = convert_checkpoint(located, raw, format)
     config = get_config(name) if name is not None else checkpoint.config()
     _check_version(checkpoint, config.version)  # before building a model the weights cannot fit
@@ -324,4 +307,4 @@ def create_model(
         config = pretrained_windows_for(config, checkpoint)
     model = SwinTransformer(config)
     load_checkpoint(model, checkpoint, strict=strict)
-    return model.to(device) if device is not None else model
+    return model

@@ -3,6 +3,7 @@
 from swinkit.model.registry import ALIASES, COMPACT, VARIANTS, create_model, get_config, list_models
 from swinkit.model.swin import SwinConfig, SwinTransformer
 from swinkit.model.upernet import SegmenterConfig, SwinUperNet, create_segmenter, segmentation_loss
+from swinkit.model import detection  # noqa: F401  (registers the detectors with create_model)
 
 __all__ = [
     "ALIASES",
