@@ -22,6 +22,7 @@ from swinkit.checkpoints.loading import (
 )
 from swinkit.preprocessing import Preprocessing
 from swinkit.checkpoints.saving import save_pretrained
+from swinkit.checkpoints.simmim import create_simmim, load_simmim, save_simmim
 
 __all__ = [
     "FORMATS",
@@ -32,10 +33,13 @@ __all__ = [
     "Preprocessing",
     "UnsafeCheckpointError",
     "create_model",
+    "create_simmim",
     "detect_format",
     "load_checkpoint",
+    "load_simmim",
     "read_checkpoint",
     "read_state_dict",
     "resize_relative_position_bias",
     "save_pretrained",
+    "save_simmim",
 ]

@@ -24,6 +24,7 @@ from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format, resolve_format
 from swinkit.checkpoints.architecture import infer_config, stage_windows
 from swinkit.checkpoints.layout import swin_version
+from swinkit.checkpoints.simmim_layout import split_pretraining
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig, SwinTransformer, get_config
 from swinkit.model import create_model as build_model
@@ -45,7 +46,9 @@ class Checkpoint:
 
     ``hints`` are config fields read from a ``config.json`` or ``swinkit.json`` (input size,
     dropout, labels, ...); ``preprocessing`` is None when the checkpoint does not say;
-    ``buffers`` are the stored coordinate tables of V2 weights, read only to tell their windows.
+    ``buffers`` are the stored coordinate tables of V2 weights, read only to tell their windows;
+    ``pretraining`` holds a SimMIM checkpoint's mask token and decoder under swinkit's names
+    (:mod:`swinkit.checkpoints.simmim_layout`), empty for other checkpoints.
     """
 
     source: str
@@ -56,6 +59,7 @@ class Checkpoint:
     unmapped: list[str]
     ignored: list[str]
     buffers: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    pretraining: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     @property
     def version(self) -> int:
@@ -105,7 +109,7 @@ def read_checkpoint(source: Source, format: str | None = None) -> Checkpoint:
     ``native``, ``hf``, ``torchvision``, ``official``, ``timm`` (or an alias such as ``transformers``).
     """
     located = io.locate(source)
-    raw = io.read_weights(located.weights)
+    raw, pretraining = split_pretraining(io.read_weights(located.weights))
     name = resolve_format(format) if format is not None else detect_format(raw, str(located.weights))
     converted = FORMATS[name].to_native(raw)
     hints: dict[str, object] = {}
@@ -124,6 +128,7 @@ def read_checkpoint(source: Source, format: str | None = None) -> Checkpoint:
         converted.unmapped,
         converted.ignored,
         converted.buffers,
+        pretraining,
     )
 
 
@@ -167,10 +172,10 @@ def load_checkpoint(
     report.resized = _resize_tables(tensors, target, model.config.window_size)
     _check_shapes(tensors, target, checkpoint.source)
     head = {key: tensors.pop(key) for key in [key for key in tensors if key.startswith(_HEAD)]}
-    if all(key in target and target[key].shape == tensor.shape for key, tensor in head.items()):
+    head_fits = all(key in target and target[key].shape == tensor.shape for key, tensor in head.items())
+    if head_fits:
         tensors.update(head)
-    else:
-        report.dropped = sorted(head)
+    report.dropped = sorted(checkpoint.pretraining) + ([] if head_fits else sorted(head))
     report.initialised = sorted(key for key in target if key.startswith(_HEAD) and key not in tensors)
     report.missing = sorted(key for key in target if key not in tensors and not key.startswith(_HEAD))
     report.unexpected = sorted(checkpoint.unmapped + [key for key in tensors if key not in target])
@@ -180,8 +185,10 @@ def load_checkpoint(
             f"[{_listing(report.missing)}]; keys with no place in the model [{_listing(report.unexpected)}]. "
             f"Pass strict=False to load what fits"
         )
-    if report.dropped:
-        shapes = ", ".join(f"{key} {tuple(head[key].shape)}" for key in report.dropped)
+    if checkpoint.pretraining:
+        logger.info("%s: dropped SimMIM's mask token and decoder; the model takes the encoder", checkpoint.source)
+    if not head_fits:
+        shapes = ", ".join(f"{key} {tuple(head[key].shape)}" for key in sorted(head))
         warnings.warn(
             f"{checkpoint.source}: the checkpoint's head does not fit a model of {model.num_classes} classes; "
             f"dropped {shapes} and kept the model's own (re-initialised) head",
@@ -189,7 +196,7 @@ def load_checkpoint(
         )
     model.load_state_dict({key: tensor for key, tensor in tensors.items() if key in target}, strict=False)
     if (
-        not report.dropped
+        head_fits
         and checkpoint.labels
         and len(checkpoint.labels) == model.num_classes
         and not model.config.labels
