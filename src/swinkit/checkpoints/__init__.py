@@ -6,7 +6,9 @@ Formats understood (detected from the keys, or named with ``format=``): ``native
 Swin V1 and Swin V2 (told apart by the V2 attention's ``logit_scale``). Sources: a
 file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``), a Hugging Face / timm / swinkit
 directory, a swinkit run directory, or a Hub id. Pickles are read with
-``torch.load(weights_only=True)``; saving always writes safetensors.
+``torch.load(weights_only=True)``; saving always writes safetensors. SimMIM pre-training
+checkpoints (swinkit, official and transformers layouts) are read too: a classifier takes their
+encoder, and :func:`create_simmim` / :func:`load_simmim` the whole pre-training model.
 """
 
 from swinkit.checkpoints.errors import CheckpointError, UnsafeCheckpointError

@@ -159,7 +159,8 @@ def load_checkpoint(
     A head of another number of classes (or none in the model) is dropped, with a warning
     naming the dropped keys, and the model's own head kept (fresh from :func:`create_model`); bias tables of
     another window are resized (:func:`resize_relative_position_bias`); labels stored with
-    the weights are kept when the head is loaded. Any other shape difference raises
+    the weights are kept when the head is loaded. A SimMIM checkpoint's mask token and decoder
+    are dropped (listed in ``report.dropped``): the model takes the encoder. Any other shape difference raises
     CheckpointError naming the key and both shapes; with ``strict`` (the default) missing or
     unplaceable keys raise too. Sets ``model.pretrained_cfg`` (preprocessing, source, format)
     and ``model.load_report``, and returns the report.
