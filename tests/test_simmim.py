@@ -6,6 +6,7 @@ parameter drawn off its initial value (the mask token included, which transforme
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,7 +17,10 @@ from swinkit.checkpoints.simmim import create_simmim, load_simmim, save_simmim
 from swinkit.model import MaskGenerator, SimMIM
 from swinkit.model.simmim import choose_mask_patch, masked_l1_loss
 from swinkit.train.layer_decay import default_layer_decay, layer_id
+from swinkit.preprocessing import Preprocessing
 from swinkit.train.optim import build_optimizer
+from swinkit.viz.figure import save_figure
+from swinkit.viz.reconstruction import MASKED_GREY, draw_reconstructions, reconstruction_panels
 
 transformers = pytest.importorskip("transformers")
 
@@ -298,3 +302,20 @@ def test_layer_wise_lr_decay_gives_the_official_rates_and_defaults():
     defaults = {name: default_layer_decay(swinkit.get_config(name)) for name in ("swin_b", "swin_l", "swinv2_b")}
     assert defaults == {"swin_b": 0.9, "swin_l": 0.7, "swinv2_b": 0.75}
     assert default_layer_decay(swinkit.get_config("swin_atto")) == 0.9
+
+
+def test_the_reconstruction_picture_shows_original_masked_and_predicted_patches(tmp_path):
+    preprocessing = Preprocessing.default((8, 8), 3)
+    mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
+    pixels = (torch.full((2, 3, 8, 8), 0.2) - mean) / std  # 0.2 everywhere once denormalised
+    reconstruction = (torch.full((2, 3, 8, 8), 0.9) - mean) / std
+    mask = torch.tensor([[[True, False], [False, False]], [[False, False], [False, True]]])
+    panels = reconstruction_panels(pixels, mask, reconstruction, preprocessing)
+    assert panels.shape == (2, 3, 8, 8, 3)
+    assert np.allclose(panels[:, 0], 0.2, atol=1e-6)
+    assert np.allclose(panels[0, 1, :4, :4], MASKED_GREY) and np.allclose(panels[0, 1, 4:], 0.2, atol=1e-6)
+    assert np.allclose(panels[0, 2, :4, :4], 0.9, atol=1e-6) and np.allclose(panels[0, 2, :4, 4:], 0.2, atol=1e-6)
+    assert np.allclose(panels[1, 2, 4:, 4:], 0.9, atol=1e-6) and np.allclose(panels[1, 2, :4], 0.2, atol=1e-6)
+    path = save_figure(draw_reconstructions(pixels, mask, reconstruction, preprocessing, "epoch 1"), tmp_path / "r.png")
+    assert path.stat().st_size > 1000
