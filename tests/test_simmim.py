@@ -93,7 +93,8 @@ def official_layout(state: dict[str, torch.Tensor], version: int) -> dict[str, t
     the buffers the official model stores (which must be ignored)."""
     official = {}
     for key, tensor in state.items():
-        key = re.sub(r"^encoder\.stages\.(\d+)\.downsample", lambda m: f"encoder.layers.{int(m[1]) - 1}.downsample", key)
+        merging = r"^encoder\.stages\.(\d+)\.downsample"
+        key = re.sub(merging, lambda m: f"encoder.layers.{int(m[1]) - 1}.downsample", key)
         key = re.sub(r"^encoder\.stages\.", "encoder.layers.", key)
         key = {"mask_token": "encoder.mask_token"}.get(key, key).replace("decoder.proj.", "decoder.0.")
         official[key] = tensor
@@ -230,7 +231,7 @@ def test_the_official_mask_and_masks_sized_from_the_data():
     assert compact(1).shape == (1, 16, 16)
     with pytest.raises(ValueError, match="multiple of the model's total stride 32"):
         MaskGenerator(192, mask_patch=16)
-    with pytest.raises(ValueError, match=r"must divide the input size 224x224; for this input choose among \[32, 224\]"):
+    with pytest.raises(ValueError, match=r"divide the input size 224x224; for this input choose among \[32, 224\]"):
         MaskGenerator(224, mask_patch=64)
     with pytest.raises(ValueError, match=r"mask ratio must be in \(0, 1\)"):
         MaskGenerator(192, ratio=1.0)

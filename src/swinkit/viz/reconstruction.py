@@ -27,7 +27,8 @@ def reconstruction_panels(
     """
     if pixels.shape != reconstruction.shape or pixels.dim() != 4:
         raise ValueError(
-            f"pixels {tuple(pixels.shape)} and reconstruction {tuple(reconstruction.shape)} must be the same (B, C, H, W)"
+            f"pixels {tuple(pixels.shape)} and reconstruction {tuple(reconstruction.shape)} must have one "
+            f"(B, C, H, W) shape"
         )
     patch = pixels.shape[2] // mask.shape[1]
     hidden = mask.repeat_interleave(patch, 1).repeat_interleave(patch, 2).cpu().numpy()[..., None]
