@@ -130,9 +130,9 @@ def test_swinkit_simmim_saves_for_transformers_and_as_its_own_with_the_same_outp
     cls = transformers.SwinForMaskedImageModeling if version == 1 else transformers.Swinv2ForMaskedImageModeling
     reference = cls.from_pretrained(tmp_path / "hf").eval()
     assert_same(hf_outputs(reference, pixels, mask), expected)
-    save_simmim(model, tmp_path / "native")
+    save_simmim(model, tmp_path / "native", preprocessing={"mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.2)})
     again = create_simmim(tmp_path / "native").eval()
-    assert again.load_report.format == "native"
+    assert again.load_report.format == "native" and again.pretrained_cfg["mean"] == [0.5, 0.4, 0.3]
     for key, tensor in model.state_dict().items():
         assert torch.equal(again.state_dict()[key], tensor), key
     assert_same(expected, ours(again, pixels, mask))

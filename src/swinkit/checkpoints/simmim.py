@@ -10,6 +10,7 @@ token and decoder as dropped. :func:`load_simmim` and :func:`create_simmim` load
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from swinkit.checkpoints import hf
@@ -19,6 +20,7 @@ from swinkit.checkpoints.saving import model_preprocessing, write_export
 from swinkit.checkpoints.formats import FORMATS, resolve_format
 from swinkit.checkpoints.simmim_layout import DECODER, ENCODER, MASK_TOKEN
 from swinkit.model import SimMIM
+from swinkit.preprocessing import Preprocessing
 from swinkit.model.registry import TASK_MODELS
 
 #: Hugging Face's names for SimMIM's parameters, by Swin version.
@@ -78,18 +80,26 @@ def create_simmim(
     return model
 
 
-def save_simmim(model: SimMIM, directory: Source, format: str = "native") -> Path:
+def save_simmim(
+    model: SimMIM,
+    directory: Source,
+    format: str = "native",
+    preprocessing: Preprocessing | Mapping[str, object] | None = None,
+) -> Path:
     """Save a SimMIM model as ``native`` (swinkit) or ``hf`` (transformers' ``*ForMaskedImageModeling``).
 
     ``native``: ``encoder.*``, ``mask_token``, ``decoder.proj.*`` and ``swinkit.json`` (the
     encoder's config); ``hf``: the Hugging Face layout with ``config.json`` naming
     ``SwinForMaskedImageModeling`` (or the V2 class), which ``from_pretrained`` reads.
-    Written atomically, as :func:`~swinkit.checkpoints.save_pretrained`.
+    ``preprocessing`` is the normalisation stored with it (see
+    :func:`~swinkit.checkpoints.saving.model_preprocessing`). Written atomically, as
+    :func:`~swinkit.checkpoints.save_pretrained`.
     """
     name = resolve_format(format, ("native", "hf"))
     config = model.config
     own = {key: tensor for key, tensor in model.state_dict().items() if not key.startswith(ENCODER)}
-    tensors, metadata = FORMATS[name].export(model.encoder.state_dict(), config, model_preprocessing(model.encoder))
+    chosen = model_preprocessing(model.encoder, preprocessing)
+    tensors, metadata = FORMATS[name].export(model.encoder.state_dict(), config, chosen)
     if name == "native":
         tensors = {ENCODER + key: tensor for key, tensor in tensors.items()} | own
     else:
