@@ -320,3 +320,27 @@ def test_the_reconstruction_picture_shows_original_masked_and_predicted_patches(
     assert np.allclose(panels[1, 2, 4:, 4:], 0.9, atol=1e-6) and np.allclose(panels[1, 2, :4], 0.2, atol=1e-6)
     path = save_figure(draw_reconstructions(pixels, mask, reconstruction, preprocessing, "epoch 1"), tmp_path / "r.png")
     assert path.stat().st_size > 1000
+
+
+def test_unlabelled_images_are_read_from_any_depth_and_split(tmp_path):
+    from PIL import Image
+
+    from swinkit.data.images import BadImagesError
+    from swinkit.data.sources import load_unlabelled
+
+    for index, folder in enumerate(["", "a", "a/b/c", "d", "d", "d", "e", "e", "e", "e"]):
+        (tmp_path / "set" / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (12, 10), (index * 20, 0, 0)).save(tmp_path / "set" / folder / f"{index}.png")
+    (tmp_path / "set" / ".DS_Store").write_bytes(b"ignored")
+    data = load_unlabelled(tmp_path / "set", val_split=0.2, seed=3)
+    assert (len(data.train), len(data.val), data.classes) == (8, 2, ["image"])
+    assert set(data.train.labels) == {0} and data.train[0][0].size == (12, 10)
+    names = set(data.train.paths) | set(data.val.paths)
+    assert len(names) == 10 and any("/a/b/c/" in name for name in names)
+    assert load_unlabelled(tmp_path / "set", val_split=0.2, seed=3).val.paths == data.val.paths
+    (tmp_path / "set" / "notes.txt").write_text("not an image")
+    with pytest.raises(BadImagesError, match="notes.txt"):
+        load_unlabelled(tmp_path / "set")
+    assert len(load_unlabelled(tmp_path / "set", val_split=0, skip_bad_images=True).train) == 10
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_unlabelled(tmp_path / "missing")
