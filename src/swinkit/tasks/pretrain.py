@@ -115,7 +115,8 @@ class ReconstructionEvaluator(Evaluator):
         with self.runtime.autocast():
             reconstruction = model(images, masks)
         loss = masked_l1_loss(images, reconstruction.float(), masks, self.patch)
-        self.total += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64, device=self.total.device)
+        batch = torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64)
+        self.total += batch.to(self.total.device)
         return len(images)
 
     def compute(self) -> Scores:
@@ -137,7 +138,9 @@ class PretrainTask(Task):
     def add_arguments(cls, command: Command, group: argparse._ArgumentGroup) -> None:
         if command == "train":
             group.add_argument("--mask-patch", type=int, help="mask patch in pixels (default: from the input size)")
-            group.add_argument("--mask-ratio", type=float, help=f"fraction of mask patches hidden (default {MASK_RATIO})")
+            group.add_argument(
+                "--mask-ratio", type=float, help=f"fraction of mask patches hidden (default {MASK_RATIO})"
+            )
 
     def resolve(self, config: TrainConfig) -> TrainConfig:
         """The named recipe's settings (``auto``: the fixed part; :mod:`swinkit.train.pretrain_recipe`) filled."""
@@ -180,13 +183,8 @@ class PretrainTask(Task):
     def after_timing(
         self, config: TrainConfig, epochs: int, steps_per_epoch: int, reason: str
     ) -> tuple[TrainConfig, list[Choice]]:
-        """The epochs, and a warm-up of 5% of the run (at least 100 steps) unless given."""
-        choices = [Choice("epochs", str(epochs), reason, "--epochs, --time")]
-        warmup = config.warmup_epochs
-        if warmup is None:
-            warmup = recipe.choose_warmup(epochs, steps_per_epoch)
-            choices.append(Choice("warm-up", f"{warmup:g} epochs", "5% of the run, at least 100 steps", "--warmup-epochs"))
-        return dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup), choices
+        """The epochs and the warm-up as the classification recipe sets them (the augmentation is fixed)."""
+        return recipe.after_timing(config, epochs, steps_per_epoch, reason)
 
     def build_model(self, config: TrainConfig) -> SimMIM:
         model = build_simmim(config)
@@ -214,7 +212,8 @@ class PretrainTask(Task):
         rows, columns = self.masks.grid
         return (
             f"SimMIM on a {model.config.embed_dim}-wide Swin ({parameters:,} parameters) on {len(self.data.train)} "
-            f"unlabelled images, masking {self.masks.mask_count} of {rows}x{columns} patches of {self.masks.mask_patch} px"
+            f"unlabelled images, masking {self.masks.mask_count} of {rows}x{columns} patches of "
+            f"{self.masks.mask_patch} px"
         )
 
     def save_model(self, model: nn.Module, folder: Path, preprocessing: Preprocessing) -> None:

@@ -121,29 +121,17 @@ def from_data(
     choices.append(
         Choice("patch, window", f"{geometry.patch}, {geometry.window}", f"token maps {maps}", "--set patch_size=P")
     )
-    if "in_chans" not in overrides:
-        overrides["in_chans"] = profile.channels
-        why = "every image is grey" if profile.channels == 1 else "colour images"
-        choices.append(Choice("channels", str(profile.channels), why, "--set in_chans=C"))
-    if config.mean is None and config.std is None and overrides["in_chans"] == profile.channels:
-        changes["mean"], changes["std"] = profile.mean, profile.std
-        values = f"mean {', '.join(f'{v:.3f}' for v in profile.mean)}, std {', '.join(f'{v:.3f}' for v in profile.std)}"
-        choices.append(Choice("normalise", values, "measured on the images (the targets are these pixels)", "--mean"))
+    choices += recipe.choose_channels(config, profile, overrides, changes)
     candidates: list[Candidate] = []
     if config.model is None:
-        rung = recipe.choose_rung(profile.count)
-        changes["model"] = rung
-        if "depths" not in overrides and "num_heads" not in overrides:
-            overrides.update(recipe.rung_overrides(rung, geometry.stages))
-        shaped = any(key in config.model_overrides for key in ("embed_dim", "depths", "num_heads", "patch_size"))
-        if not shaped and "window_size" not in config.model_overrides:
-            candidates = recipe.step_down_candidates(rung, geometry, overrides["in_chans"])
+        rung, candidates = recipe.choose_ladder_model(config, profile, geometry, overrides, changes)
         choices.append(
             Choice("model", f"SimMIM on {rung}", f"{profile.count:,} images (the ladder of `train`)", "--model")
         )
     if config.batch_size is None:
         changes["batch_size"] = recipe.choose_batch(profile.count)
-        choices.append(Choice("batch", str(changes["batch_size"]), "about 1/40 of the images, 16 to 128", "--batch-size"))
+        why = "about 1/40 of the images, 16 to 128"
+        choices.append(Choice("batch", str(changes["batch_size"]), why, "--batch-size"))
     if config.lr is None:
         changes["lr"] = recipe.choose_lr(changes.get("batch_size", config.batch_size))  # type: ignore[arg-type]
         choices.append(
