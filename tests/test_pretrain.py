@@ -66,10 +66,9 @@ def test_pretrain_then_fine_tune_from_the_run(images, tmp_path, capsys):
         for index in range(6):
             Image.open(next(images.rglob(f"{index * 2 + (name == 'a')}.png"))).save(labelled / name / f"{index}.png")
     code = main(["train", "--data", str(labelled), "--pretrained", str(run), "--output", str(tmp_path),
-                 "--name", "ft", "--epochs", "1", "--batch-size", "8", "--layer-decay", "0.9", "--workers", "0",
-                 "--quiet"])  # fmt: skip
+                 "--name", "ft", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--quiet"])  # fmt: skip
     assert code == 0
-    fine_tuned = json.loads((tmp_path / "ft" / "config.json").read_text())
+    fine_tuned = json.loads((tmp_path / "ft" / "config.json").read_text())  # the official decay by default
     assert fine_tuned["train"]["layer_decay"] == 0.9 and fine_tuned["model"]["embed_dim"] == 16
 
 
