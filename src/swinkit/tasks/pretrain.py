@@ -171,7 +171,8 @@ class PretrainTask(Task):
         if self.data.skipped:
             self.runtime.log(f"skipped {self.data.skipped} unreadable image(s) (--skip-bad-images)")
         options = config.task_options
-        self.mask = MaskSettings(options.get("mask_patch"), options.get("mask_ratio") or MASK_RATIO)
+        ratio = options.get("mask_ratio")
+        self.mask = MaskSettings(options.get("mask_patch"), MASK_RATIO if ratio is None else ratio)
         self.chosen_patch: int | None = None
         return len(self.data.train)
 
