@@ -174,6 +174,8 @@ def test_a_classifier_checkpoint_is_not_a_simmim_one(tmp_path):
     swinkit.save_pretrained(swinkit.create_model("swin_atto"), tmp_path / "classifier")
     with pytest.raises(CheckpointError, match="not a SimMIM checkpoint"):
         create_simmim(tmp_path / "classifier")
+    with pytest.raises(ValueError, match=r"create_simmim\(pretrained, 'simmim_swin_atto'\)"):
+        swinkit.create_model("simmim_swin_atto", pretrained=tmp_path / "classifier")
     model = swinkit.create_model("simmim_swin_atto")
     bigger = swinkit.create_model("simmim_swin_atto", in_chans=1)
     save_simmim(bigger, tmp_path / "gray")

@@ -28,6 +28,7 @@ from swinkit.checkpoints.simmim_layout import split_pretraining
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig, SwinTransformer, get_config
 from swinkit.model import create_model as build_model
+from swinkit.model.registry import TASK_MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +313,12 @@ def create_model(
         return build_model(name, device=device, **overrides)
     if not isinstance(pretrained, (str, os.PathLike)):
         raise ValueError(f"pretrained must be a path or a Hub id (a string), got {type(pretrained).__name__}")
+    if name in TASK_MODELS:
+        raise ValueError(
+            f"{name!r} is a model of another task, which create_model(pretrained=...) does not load: build it with "
+            f"create_model({name!r}) and load its checkpoint with its task's loader (SimMIM models: "
+            f"swinkit.checkpoints.create_simmim(pretrained, {name!r}))"
+        )
     checkpoint = read_checkpoint(pretrained, format)
     config = get_config(name) if name is not None else checkpoint.config()
     _check_version(checkpoint, config.version)  # before building a model the weights cannot fit
