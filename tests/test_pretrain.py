@@ -56,6 +56,12 @@ def test_pretrain_then_fine_tune_from_the_run(images, tmp_path, capsys):
     stored = load_file(run / "best" / "model.safetensors")
     assert {"mask_token", "decoder.proj.weight", "encoder.patch_embed.proj.weight"} <= set(stored)
 
+    code = main(["pretrain", "--data", str(images), "--pretrained", str(run), "--recipe", "imagenet", "--lr", "1e-12",
+                 "--output", str(tmp_path), "--name", "more", "--epochs", "1", "--quiet", *TINY[8:]])  # fmt: skip
+    assert code == 0  # going on from the run: its weights and normalisation, so the same held-out loss
+    again = (tmp_path / "more" / "metrics.csv").read_text().splitlines()[1].split(",")[-1]
+    assert float(again) == pytest.approx(min(float(row.split(",")[-1]) for row in rows[1:]), abs=1e-4)
+
     classifier = swinkit.create_model(pretrained=str(run), num_classes=3)
     assert classifier.load_report.dropped == ["decoder.proj.bias", "decoder.proj.weight", "mask_token"]
     qkv = "stages.1.blocks.0.attn.qkv.weight"
@@ -111,6 +117,10 @@ def test_the_official_recipe_and_the_data_chosen_one():
     assert task.resolve(TrainConfig(task="pretrain", data="x")).time_budget == 600.0
     with pytest.raises(ValueError, match="pre-training recipe 'digits' is not one of auto, imagenet"):
         task.resolve(TrainConfig(task="pretrain", data="x", recipe="digits"))
+    with pytest.raises(ValueError, match="pass --recipe imagenet"):
+        task.resolve(TrainConfig(task="pretrain", data="x", pretrained="run"))
+    going_on = task.resolve(TrainConfig(task="pretrain", data="x", pretrained="run", recipe="imagenet"))
+    assert (going_on.model, going_on.img_size, going_on.lr) == (None, None, 2e-4)
     mirror = MirrorTest(0.5, 0.5, 0.5, 0)
     large = DataProfile(20000, 1, 20000, 256, 256, 3, (0.5,) * 3, (0.25,) * 3, mirror)
     config, choices, candidates = from_data(task.resolve(TrainConfig(task="pretrain", data="x")), large, MaskSettings())

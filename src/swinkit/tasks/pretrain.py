@@ -61,7 +61,7 @@ def build_simmim(config: TrainConfig) -> SimMIM:
     if config.img_size is not None:
         overrides["img_size"] = config.img_size
     if config.pretrained is not None:
-        return create_simmim(config.pretrained, config.model, **overrides)
+        return create_simmim(config.pretrained, config.model if config.model in TASK_MODELS else None, **overrides)
     if config.model in TASK_MODELS:
         return TASK_MODELS[config.model](**overrides)
     return SimMIM(get_config(config.model, **(overrides | {"num_classes": 0, "labels": ()})))
@@ -147,8 +147,15 @@ class PretrainTask(Task):
         name = config.recipe or pretrain_recipe.RECIPES[0]
         if name not in pretrain_recipe.RECIPES:
             raise ValueError(f"pre-training recipe {name!r} is not one of {', '.join(pretrain_recipe.RECIPES)}")
+        if name == "auto" and config.pretrained is not None:
+            raise ValueError(
+                "the auto recipe pre-trains a model it chooses from scratch; to go on pre-training --pretrained "
+                "weights pass --recipe imagenet (the official schedule; --model, --epochs, --lr ... override it)"
+            )
         table = pretrain_recipe.OFFICIAL if name == "imagenet" else pretrain_recipe.AUTO_FIXED
-        unset = {key: value for key, value in table.items() if getattr(config, key) is None}
+        # Pre-training goes on with the architecture of --pretrained weights.
+        kept = ("model", "img_size") if config.pretrained is not None else ()
+        unset = {key: value for key, value in table.items() if getattr(config, key) is None and key not in kept}
         filled = dataclasses.replace(config, recipe=name, **unset)
         if name == "auto" and filled.time_budget is None and filled.epochs is None:
             filled = dataclasses.replace(filled, time_budget=DEFAULT_BUDGET)
@@ -199,8 +206,15 @@ class PretrainTask(Task):
         return model
 
     def preprocessing(self, config: TrainConfig, model: nn.Module) -> Preprocessing:
+        """The normalisation of ``--pretrained`` weights (their targets were so normalised), else the default;
+        the run's choices (``mean``, ``std``, ``crop_pct``) win."""
         size, channels = model.config.img_size, model.config.in_chans
-        base = Preprocessing.default(size, channels).replace(crop_pct=1.0)
+        stored = getattr(model, "pretrained_cfg", None)
+        base = (
+            Preprocessing.from_dict(stored).for_model(size, channels)
+            if stored
+            else Preprocessing.default(size, channels).replace(crop_pct=1.0)
+        )
         changes = {key: getattr(config, key) for key in ("mean", "std", "crop_pct") if getattr(config, key) is not None}
         return base.replace(**changes)
 
