@@ -198,7 +198,7 @@ class PretrainTask(Task):
         model = build_simmim(config)
         if config.grad_checkpointing:
             model.encoder.set_grad_checkpointing(True)
-        self.masks = model.mask_generator(self.mask.mask_patch, self.mask.ratio)
+        self.masks: MaskGenerator = model.mask_generator(self.mask.mask_patch, self.mask.ratio)
         if self.mask.mask_patch is None and self.chosen_patch not in (None, self.masks.mask_patch):
             self.runtime.log(f"  mask patch    {self.masks.mask_patch} px for this model's stride {model.stride}")
         self.chosen_patch = self.masks.mask_patch
