@@ -60,15 +60,15 @@ def choose_mask_patch(img_size: int | tuple[int, int], stride: int) -> int:
 class MaskGenerator:
     """Random masks as the official SimMIM draws them, on the model's patch grid.
 
-    The ``input_size`` image is cut into ``mask_patch`` x ``mask_patch`` pixel squares;
-    ``ceil(ratio * count)`` of the ``count`` squares are chosen uniformly without replacement
-    and masked, and the mask is expanded to the model's ``model_patch`` grid (official: 192
+    The ``input_size`` image (a side, or ``(height, width)``; kept as the pair) is cut into
+    ``mask_patch`` x ``mask_patch`` pixel squares; ``ceil(ratio * count)`` of the ``count``
+    squares are chosen uniformly without replacement and masked, and the mask is expanded to the model's ``model_patch`` grid (official: 192
     pixels, mask patch 32, ratio 0.6, patch 4: 22 of 36 squares, a 48x48 mask). ``stride`` is
     the model's total stride, which the mask patch must be a multiple of, so that each masked
     square covers whole tokens of every stage. Invalid settings raise ValueError.
     """
 
-    input_size: tuple[int, int]
+    input_size: int | tuple[int, int]
     mask_patch: int = OFFICIAL_MASK_PATCH
     model_patch: int = 4
     ratio: float = MASK_RATIO
@@ -106,7 +106,8 @@ class MaskGenerator:
     @property
     def grid(self) -> tuple[int, int]:
         """Mask patches per column and row (6x6 officially)."""
-        return self.input_size[0] // self.mask_patch, self.input_size[1] // self.mask_patch
+        height, width = self.input_size  # type: ignore[misc]
+        return height // self.mask_patch, width // self.mask_patch
 
     @property
     def mask_count(self) -> int:
