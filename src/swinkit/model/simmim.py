@@ -62,10 +62,11 @@ class MaskGenerator:
 
     The ``input_size`` image (a side, or ``(height, width)``; kept as the pair) is cut into
     ``mask_patch`` x ``mask_patch`` pixel squares; ``ceil(ratio * count)`` of the ``count``
-    squares are chosen uniformly without replacement and masked, and the mask is expanded to the model's ``model_patch`` grid (official: 192
-    pixels, mask patch 32, ratio 0.6, patch 4: 22 of 36 squares, a 48x48 mask). ``stride`` is
-    the model's total stride, which the mask patch must be a multiple of, so that each masked
-    square covers whole tokens of every stage. Invalid settings raise ValueError.
+    squares are chosen uniformly without replacement and masked, and the mask is expanded to
+    the model's ``model_patch`` grid (official: 192 pixels, mask patch 32, ratio 0.6, patch 4:
+    22 of 36 squares, a 48x48 mask). ``stride`` is the model's total stride, which the mask
+    patch must be a multiple of, so that each masked square covers whole tokens of every
+    stage. Invalid settings raise ValueError.
     """
 
     input_size: int | tuple[int, int]
