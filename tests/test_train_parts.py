@@ -11,7 +11,8 @@ import torch
 import swinkit
 from swinkit.train.config import DIGITS, FINETUNE, SCRATCH, TrainConfig
 from swinkit.train.metrics import evaluate, topk_correct
-from swinkit.train.optim import build_optimizer, build_scheduler, layer_id, parameter_groups
+from swinkit.train.layer_decay import layer_id
+from swinkit.train.optim import build_optimizer, build_scheduler, parameter_groups
 from swinkit.train.rundir import RunDirectory, atomic_write
 
 TINY = dict(img_size=32, embed_dim=16, depths=(1, 2), num_heads=(1, 2), window_size=4, num_classes=3)
@@ -77,11 +78,12 @@ def test_no_weight_decay_on_norms_biases_and_bias_tables():
 
 def test_layer_wise_lr_decay():
     model = swinkit.create_model("swin_t", **TINY)
-    assert layer_id("patch_embed.proj.weight", model) == 0
-    assert layer_id("stages.0.blocks.0.attn.qkv.weight", model) == 1
-    assert layer_id("stages.1.downsample.reduction.weight", model) == 2
-    assert layer_id("stages.1.blocks.1.mlp.fc1.weight", model) == 3
-    assert layer_id("head.weight", model) == 4
+    depths = model.config.depths
+    assert layer_id("patch_embed.proj.weight", depths) == 0
+    assert layer_id("stages.0.blocks.0.attn.qkv.weight", depths) == 1
+    assert layer_id("stages.1.downsample.reduction.weight", depths) == 1  # the official id: stage 0's last block
+    assert layer_id("stages.1.blocks.1.mlp.fc1.weight", depths) == 3
+    assert layer_id("head.weight", depths) == 4
     optimizer = build_optimizer(model, lr=1.0, weight_decay=0.05, layer_decay=0.5)
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     assert lr_of[id(model.head.weight)] == 1.0

@@ -8,7 +8,8 @@ file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``), a Hugging Face / timm / sw
 directory, a swinkit run directory, or a Hub id. Pickles are read with
 ``torch.load(weights_only=True)``; saving always writes safetensors. Segmenters (Swin
 UperNet: swinkit's, transformers', mmsegmentation's) are read by :func:`load_segmenter` (and
-:func:`create_model`) and saved by :func:`save_segmenter`.
+:func:`create_model`) and saved by :func:`save_segmenter`. SimMIM pre-training checkpoints
+(swinkit, official and transformers layouts) are read too: a classifier takes their encoder, and :func:`create_simmim` / :func:`load_simmim` the whole pre-training model.
 """
 
 from swinkit.checkpoints.errors import CheckpointError, UnsafeCheckpointError
@@ -26,6 +27,7 @@ from swinkit.preprocessing import Preprocessing
 from swinkit.checkpoints.factory import create_model
 from swinkit.checkpoints.saving import save_pretrained
 from swinkit.checkpoints.segmentation import is_segmenter_checkpoint, load_segmenter, save_segmenter
+from swinkit.checkpoints.simmim import create_simmim, load_simmim, save_simmim
 
 __all__ = [
     "FORMATS",
@@ -37,13 +39,16 @@ __all__ = [
     "UnsafeCheckpointError",
     "create_classifier",
     "create_model",
+    "create_simmim",
     "detect_format",
     "is_segmenter_checkpoint",
     "load_checkpoint",
     "load_segmenter",
+    "load_simmim",
     "read_checkpoint",
     "read_state_dict",
     "resize_relative_position_bias",
     "save_pretrained",
     "save_segmenter",
+    "save_simmim",
 ]

@@ -15,6 +15,7 @@ from torch import nn
 from swinkit.checkpoints import io, segmentation
 from swinkit.checkpoints.loading import Source, create_classifier
 from swinkit.model import create_model as build_model
+from swinkit.model.registry import TASK_MODELS
 
 
 def create_model(
@@ -47,6 +48,13 @@ def create_model(
     raw = io.read_weights(located.weights)
     if segmentation.is_segmenter_request(name, raw):
         model = segmentation.create_segmenter(located, raw, name, format, strict, **overrides)
+    elif name in TASK_MODELS:
+        raise ValueError(
+            f"{name!r} is a model of another task, which create_model(pretrained=...) does not load: build it with "
+            f"create_model({name!r}) and load its checkpoint with its task's loader (SimMIM models: "
+            f"swinkit.checkpoints.create_simmim(pretrained, {name!r}); detectors: swinkit.checkpoints.detection."
+            f"load_detector(pretrained), or create_detector({name!r}, backbone_weights=pretrained))"
+        )
     else:
         model = create_classifier(located, raw, name, format, strict, **overrides)
     return model.to(device) if device is not None else model

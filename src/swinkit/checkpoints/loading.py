@@ -24,6 +24,7 @@ from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format, resolve_format
 from swinkit.checkpoints.architecture import infer_config, stage_windows
 from swinkit.checkpoints.layout import swin_version
+from swinkit.checkpoints.simmim_layout import split_pretraining
 from swinkit.preprocessing import Preprocessing
 from swinkit.model import SwinConfig, SwinTransformer, get_config
 
@@ -44,7 +45,9 @@ class Checkpoint:
 
     ``hints`` are config fields read from a ``config.json`` or ``swinkit.json`` (input size,
     dropout, labels, ...); ``preprocessing`` is None when the checkpoint does not say;
-    ``buffers`` are the stored coordinate tables of V2 weights, read only to tell their windows.
+    ``buffers`` are the stored coordinate tables of V2 weights, read only to tell their windows;
+    ``pretraining`` holds a SimMIM checkpoint's mask token and decoder under swinkit's names
+    (:mod:`swinkit.checkpoints.simmim_layout`), empty for other checkpoints.
     """
 
     source: str
@@ -55,6 +58,7 @@ class Checkpoint:
     unmapped: list[str]
     ignored: list[str]
     buffers: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    pretraining: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     @property
     def version(self) -> int:
@@ -108,7 +112,11 @@ def read_checkpoint(source: Source, format: str | None = None) -> Checkpoint:
 
 
 def convert_checkpoint(located: io.Located, raw: Mapping[str, torch.Tensor], format: str | None = None) -> Checkpoint:
-    """:func:`read_checkpoint` for tensors already read from ``located``: detect the format, rename, read the metadata."""
+    """:func:`read_checkpoint` for tensors already read from ``located``: detect the format, rename, read the metadata.
+
+    A SimMIM checkpoint's mask token and decoder are set aside in ``Checkpoint.pretraining``.
+    """
+    raw, pretraining = split_pretraining(raw)
     name = resolve_format(format) if format is not None else detect_format(raw, str(located.weights))
     converted = FORMATS[name].to_native(raw)
     hints: dict[str, object] = {}
@@ -127,6 +135,7 @@ def convert_checkpoint(located: io.Located, raw: Mapping[str, torch.Tensor], for
         converted.unmapped,
         converted.ignored,
         converted.buffers,
+        pretraining,
     )
 
 
@@ -157,7 +166,8 @@ def load_checkpoint(
     A head of another number of classes (or none in the model) is dropped, with a warning
     naming the dropped keys, and the model's own head kept (fresh from :func:`~swinkit.checkpoints.factory.create_model`); bias tables of
     another window are resized (:func:`resize_relative_position_bias`); labels stored with
-    the weights are kept when the head is loaded. Any other shape difference raises
+    the weights are kept when the head is loaded. A SimMIM checkpoint's mask token and decoder
+    are dropped (listed in ``report.dropped``): the model takes the encoder. Any other shape difference raises
     CheckpointError naming the key and both shapes; with ``strict`` (the default) missing or
     unplaceable keys raise too. Sets ``model.pretrained_cfg`` (preprocessing, source, format)
     and ``model.load_report``, and returns the report.
@@ -170,10 +180,10 @@ def load_checkpoint(
     report.resized = _resize_tables(tensors, target, model.config.window_size)
     _check_shapes(tensors, target, checkpoint.source)
     head = {key: tensors.pop(key) for key in [key for key in tensors if key.startswith(_HEAD)]}
-    if all(key in target and target[key].shape == tensor.shape for key, tensor in head.items()):
+    head_fits = all(key in target and target[key].shape == tensor.shape for key, tensor in head.items())
+    if head_fits:
         tensors.update(head)
-    else:
-        report.dropped = sorted(head)
+    report.dropped = sorted(checkpoint.pretraining) + ([] if head_fits else sorted(head))
     report.initialised = sorted(key for key in target if key.startswith(_HEAD) and key not in tensors)
     report.missing = sorted(key for key in target if key not in tensors and not key.startswith(_HEAD))
     report.unexpected = sorted(checkpoint.unmapped + [key for key in tensors if key not in target])
@@ -183,8 +193,10 @@ def load_checkpoint(
             f"[{_listing(report.missing)}]; keys with no place in the model [{_listing(report.unexpected)}]. "
             f"Pass strict=False to load what fits"
         )
-    if report.dropped:
-        shapes = ", ".join(f"{key} {tuple(head[key].shape)}" for key in report.dropped)
+    if checkpoint.pretraining:
+        logger.info("%s: dropped SimMIM's mask token and decoder; the model takes the encoder", checkpoint.source)
+    if not head_fits:
+        shapes = ", ".join(f"{key} {tuple(head[key].shape)}" for key in sorted(head))
         warnings.warn(
             f"{checkpoint.source}: the checkpoint's head does not fit a model of {model.num_classes} classes; "
             f"dropped {shapes} and kept the model's own (re-initialised) head",
@@ -192,7 +204,7 @@ def load_checkpoint(
         )
     model.load_state_dict({key: tensor for key, tensor in tensors.items() if key in target}, strict=False)
     if (
-        not report.dropped
+        head_fits
         and checkpoint.labels
         and len(checkpoint.labels) == model.num_classes
         and not model.config.labels
@@ -288,7 +300,9 @@ def create_classifier(
     strict: bool = True,
     **overrides: object,
 ) -> SwinTransformer:
-    """A classifier (or backbone) from tensors already read from ``located``: :func:`~swinkit.checkpoints.factory.create_model`'s classifier part.
+    """A classifier (or backbone) from tensors already read from ``located``.
+
+    The classifier part of :func:`~swinkit.checkpoints.factory.create_model`.
 
     Without a ``name`` the variant is inferred from the checkpoint (its ``config.json`` or the
     tensor shapes), and the number of classes and labels follow the checkpoint unless overridden.

@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
 from swinkit.checkpoints import io
 from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, resolve_format
@@ -61,6 +63,16 @@ def save_pretrained(
     config = model.config
     chosen = model_preprocessing(model, preprocessing)
     tensors, metadata = FORMATS[name].export(model.state_dict(), config, chosen)
+    return write_export(directory, name, tensors, metadata)
+
+
+def write_export(
+    directory: str | os.PathLike[str], name: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, dict]
+) -> Path:
+    """Write an export of format ``name``: ``model.safetensors`` and its JSON files, each atomically.
+
+    A directory already holding another format's files is refused (CheckpointError).
+    """
     path = Path(directory).expanduser()
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"cannot save to {path}: it exists and is not a directory")

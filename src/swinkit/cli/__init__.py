@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from swinkit import __version__
-from swinkit.cli import bench, convert, evaluate, export, flops, models, predict, serve, show, train
+from swinkit.cli import bench, convert, evaluate, export, flops, models, predict, pretrain, serve, show, train
 
-COMMANDS = (models, train, evaluate, predict, convert, export, bench, show, flops, serve)
+COMMANDS = (models, train, pretrain, evaluate, predict, convert, export, bench, show, flops, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="classify",
         help="what to train: " + "; ".join(f"{name}, {task.description}" for name, task in TASKS.items()),
     )
+    add_training_arguments(parser)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a training run (data, recipe, model, optimisation, augmentation, run, the tasks' own)."""
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data", help="image folder, CSV of path,label, datasets save_to_disk folder, hf:NAME, or 'digits' (default)"

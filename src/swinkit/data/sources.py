@@ -136,6 +136,44 @@ def load_data(
     return DataBundle(train, validation, list(train.classes), len(bad), source, bad)
 
 
+def load_unlabelled(
+    data: str | os.PathLike[str],
+    *,
+    val_split: float = 0.1,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+    keep_in_memory: int | None = None,
+) -> DataBundle:
+    """Every image file below the folder ``data``, at any depth, as an unlabelled set (for pre-training).
+
+    Sub-folders are not classes: every item has label 0 of the one class ``"image"``. Hidden
+    files and folders are ignored as in image folders (module docstring); any other file is
+    decoded, and an unreadable one raises :class:`BadImagesError` listing it unless
+    ``skip_bad_images``. A seeded random ``val_split`` fraction (0: none) is held out.
+    Raises :class:`DataError` for a missing folder or one without images.
+    """
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{data} is not a folder; pre-training reads every image file below a folder")
+    if not 0.0 <= val_split < 1.0:
+        raise DataError(f"val_split must be in [0, 1) (0 for no validation set), got {val_split}")
+    files = _files_below(root)
+    if not files:
+        raise DataError(f"folder {root} holds no files; put the images anywhere below it")
+    images: ImageDataset = FileImageDataset(files, [0] * len(files), ["image"])
+    images, _, bad = _drop_unreadable(images, None, skip_bad_images, None, keep_in_memory)
+    if len(images) == 0:
+        raise DataError(f"folder {root} holds no readable image")
+    source = f"unlabelled image folder {root.resolve()} ({len(images):,} images)"
+    validation = None
+    held = round(val_split * len(images))
+    if held:
+        order = np.random.default_rng(seed).permutation(len(images))
+        validation, images = images.subset(sorted(order[:held])), images.subset(sorted(order[held:]))
+        source += f"; validation: {held} of them (seed {seed})"
+    return DataBundle(images, validation, ["image"], len(bad), source, bad)
+
+
 def read_source(data: str | os.PathLike[str] | None, classes: Sequence[str] | None = None) -> tuple[ImageDataset, str]:
     """Read one source without scanning its images; return the dataset and a description of it.
 

@@ -4,10 +4,13 @@ from swinkit.model.registry import ALIASES, COMPACT, VARIANTS, create_model, get
 from swinkit.model.swin import SwinConfig, SwinTransformer
 from swinkit.model.upernet import SegmenterConfig, SwinUperNet, create_segmenter, segmentation_loss
 from swinkit.model import detection  # noqa: F401  (registers the detectors with create_model)
+from swinkit.model.simmim import MaskGenerator, SimMIM
 
 __all__ = [
     "ALIASES",
     "COMPACT",
+    "MaskGenerator",
+    "SimMIM",
     "VARIANTS",
     "SegmenterConfig",
     "SwinConfig",

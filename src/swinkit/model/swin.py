@@ -192,6 +192,31 @@ def check_pixels(pixels: torch.Tensor, in_chans: int, patch: int) -> torch.Tenso
     return pixels
 
 
+def replace_masked_tokens(
+    tokens: torch.Tensor, mask: torch.Tensor | None, mask_token: torch.Tensor | None
+) -> torch.Tensor:
+    """SimMIM's masking of patch embeddings: ``mask_token`` wherever ``mask`` is true, ``tokens`` elsewhere.
+
+    ``tokens`` ``(B, h, w, C)`` are the normalised patch embeddings, ``mask`` ``(B, h, w)``
+    booleans on the same grid, ``mask_token`` any shape of ``C`` values (``(1, 1, C)`` as
+    stored). Equal to the references' ``x * (1 - m) + token * m``, without arithmetic on
+    the kept tokens. A mask of another shape, a non-boolean mask, or only one of the two,
+    raises ValueError.
+    """
+    if mask is None or mask_token is None:
+        raise ValueError("masking needs both a mask and a mask token; give both, or neither")
+    if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:3]):
+        raise ValueError(
+            f"mask must be booleans of shape (batch, patch rows, patch columns) = {tuple(tokens.shape[:3])} for "
+            f"this input, got {mask.dtype} of shape {tuple(mask.shape)}"
+        )
+    if mask_token.numel() != tokens.shape[-1]:
+        raise ValueError(
+            f"mask_token must hold {tokens.shape[-1]} values (the embedding width), got {mask_token.numel()}"
+        )
+    return torch.where(mask.unsqueeze(-1), mask_token.reshape(-1).to(tokens.dtype), tokens)
+
+
 class SwinTransformer(nn.Module):
     """Swin Transformer: patch embedding, four stages of Swin blocks with patch merging, head.
 
@@ -260,17 +285,29 @@ class SwinTransformer(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features if isinstance(self.head, nn.Linear) else 0
 
-    def _stage_maps(self, pixels: torch.Tensor, last: int) -> list[torch.Tensor]:
+    def _stage_maps(
+        self, pixels: torch.Tensor, last: int, mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         x = self.patch_embed(check_pixels(pixels, self.config.in_chans, self.config.patch_size))
+        if mask is not None or mask_token is not None:
+            x = replace_masked_tokens(x, mask, mask_token)
         maps = []
         for stage in self.stages[: last + 1]:
             x = stage(x)
             maps.append(x)
         return maps
 
-    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Final normalised tokens as a map: ``(B, in_chans, H, W) -> (B, H/32, W/32, 8C)`` (NHWC)."""
-        return self.norm(self._stage_maps(pixels, len(self.stages) - 1)[-1])
+    def forward_features(
+        self, pixels: torch.Tensor, mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final normalised tokens as a map: ``(B, in_chans, H, W) -> (B, H/32, W/32, 8C)`` (NHWC).
+
+        With ``mask`` (``(B, H/4, W/4)`` booleans over the patch grid) and ``mask_token`` (``C``
+        values), the embeddings of the masked patches are replaced by the token before the
+        stages, as SimMIM's encoder does (see :func:`replace_masked_tokens`); without them the
+        output is unchanged.
+        """
+        return self.norm(self._stage_maps(pixels, len(self.stages) - 1, mask, mask_token)[-1])
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pool of ``(B, h, w, 8C)`` features, dropout, then the linear head."""

@@ -13,6 +13,7 @@ top-5 accuracy, the confusion matrix, and the data-chosen recipe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 import swinkit
+from swinkit.checkpoints import read_checkpoint
 from swinkit.classifier import evaluate_data, load_classifier
 from swinkit.classifier import predict as label_images
 from swinkit.data import (
@@ -43,6 +45,7 @@ from swinkit.preprocessing import Preprocessing
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
 from swinkit.train import plots, recipe
 from swinkit.train.config import TrainConfig
+from swinkit.train.layer_decay import default_layer_decay
 from swinkit.train.metrics import ConfusionCounter, Evaluation, topk_correct
 from swinkit.train.task import Evaluator, Loaders, Metric, RecipePlan, StepOutput, cores, loader_workers
 
@@ -112,6 +115,16 @@ class ClassifyTask(Task):
     train_columns: ClassVar[tuple[str, ...]] = ("top1",)
     curves: ClassVar[Mapping[str, str]] = MappingProxyType({"val_top1": "top-1", "val_top5": "top-5"})
     curves_title: ClassVar[str] = "validation accuracy (%)"
+
+    def resolve(self, config: TrainConfig) -> TrainConfig:
+        """The recipe's settings; fine-tuning from a SimMIM checkpoint without ``layer_decay`` (and without LoRA)
+        takes the official layer decay of the encoder's size (:func:`~swinkit.train.layer_decay.default_layer_decay`).
+        """
+        if config.pretrained is not None and config.layer_decay is None and not config.lora:
+            checkpoint = read_checkpoint(config.pretrained)
+            if checkpoint.pretraining:
+                config = dataclasses.replace(config, layer_decay=default_layer_decay(checkpoint.config()))
+        return config.resolved()
 
     def recipe_line(self, recipe_name: str) -> str:
         return RECIPE_LINES[recipe_name]

@@ -16,59 +16,45 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from swinkit.model import SwinTransformer
+from swinkit.train.layer_decay import layer_id, lr_scale, num_layer_ids
 
 #: The warm-up starts at this fraction of the peak learning rate.
 WARMUP_START = 1e-3
 
 
-#: Parameter names exempt from weight decay whatever their shape: V1's bias tables, and V2's
-#: bias MLP and logit scales (the official code's ``no_weight_decay_keywords``).
-NO_DECAY_KEYWORDS = ("relative_position_bias_table", "cpb_mlp", "logit_scale")
+#: Parameter names exempt from weight decay whatever their shape: V1's bias tables, V2's
+#: bias MLP and logit scales (the official code's ``no_weight_decay_keywords``), and SimMIM's mask token.
+NO_DECAY_KEYWORDS = ("relative_position_bias_table", "cpb_mlp", "logit_scale", "mask_token")
 
 
 def no_weight_decay(name: str, parameter: nn.Parameter) -> bool:
-    """True for the parameters the recipe exempts from weight decay: norms, biases, position bias parameters."""
+    """True for the parameters the recipe exempts from weight decay: norms, biases, position bias, mask token."""
     return parameter.ndim <= 1 or name.endswith(".bias") or any(word in name for word in NO_DECAY_KEYWORDS)
 
 
-def layer_id(name: str, model: SwinTransformer) -> int:
-    """Depth of a parameter for layer-wise lr decay: 0 for the embedding, then one per block.
-
-    A stage's patch merging shares the id of the stage's first block; the final norm and the
-    head come last (``num_blocks + 1``).
-    """
-    depths = model.config.depths
-    if name.startswith("patch_embed."):
-        return 0
-    if name.startswith("stages."):
-        parts = name.split(".")
-        stage = int(parts[1])
-        first = sum(depths[:stage])
-        block = int(parts[3]) if parts[2] == "blocks" else 0
-        return first + block + 1
-    return sum(depths) + 1
-
-
 def parameter_groups(model: SwinTransformer, weight_decay: float, layer_decay: float = 1.0) -> list[dict[str, object]]:
-    """AdamW parameter groups: decay / no decay, times a per-layer lr scale ``layer_decay^(L - id)``.
+    """AdamW parameter groups: decay / no decay, times a per-layer lr scale ``layer_decay^(N + 1 - id)``.
+
+    The layer ids are the official fine-tuning's (:func:`swinkit.train.layer_decay.layer_id`).
 
     Frozen parameters (``requires_grad`` False) are left out. Each group carries
     ``lr_scale``, which :func:`build_optimizer` multiplies into the learning rate.
     """
     # Without layer decay every group has the same depth: any model's parameters are grouped.
-    last = sum(model.config.depths) + 1 if layer_decay < 1.0 else 0
+    depths = model.config.depths if layer_decay < 1.0 else ()
+    last = num_layer_ids(depths) - 1
     groups: dict[tuple[int, bool], dict[str, object]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         exempt = no_weight_decay(name, parameter)
-        depth = layer_id(name, model) if layer_decay < 1.0 else last
+        depth = layer_id(name, depths) if layer_decay < 1.0 else last
         key = (depth, exempt)
         if key not in groups:
             groups[key] = {
                 "params": [],
                 "weight_decay": 0.0 if exempt else weight_decay,
-                "lr_scale": layer_decay ** (last - depth),
+                "lr_scale": lr_scale(depth, depths, layer_decay),
             }
         groups[key]["params"].append(parameter)  # type: ignore[union-attr]
     return list(groups.values())

@@ -226,6 +226,44 @@ def step_down_candidates(rung: str, geometry: Geometry, in_chans: int) -> list[C
     return sorted(candidates, key=lambda candidate: -candidate.gflops)
 
 
+def choose_channels(
+    config: TrainConfig, profile: DataProfile, overrides: dict[str, object], changes: dict[str, object]
+) -> list[Choice]:
+    """Grey or colour (``overrides["in_chans"]``) and the mean and std measured on the images (``changes``).
+
+    Settings given are kept; returns the choices made.
+    """
+    choices = []
+    if "in_chans" not in overrides:
+        overrides["in_chans"] = profile.channels
+        why = "every image is grey" if profile.channels == 1 else "colour images"
+        choices.append(Choice("channels", str(profile.channels), why, "--set in_chans=C"))
+    if config.mean is None and config.std is None and overrides["in_chans"] == profile.channels:
+        changes["mean"], changes["std"] = profile.mean, profile.std
+        values = f"mean {', '.join(f'{v:.3f}' for v in profile.mean)}, std {', '.join(f'{v:.3f}' for v in profile.std)}"
+        choices.append(Choice("normalise", values, "measured on the training images", "--mean --std"))
+    return choices
+
+
+def choose_ladder_model(
+    config: TrainConfig,
+    profile: DataProfile,
+    geometry: Geometry,
+    overrides: dict[str, object],
+    changes: dict[str, object],
+) -> tuple[str, list[Candidate]]:
+    """The ladder rung for the images (``changes["model"]``, its depths and heads in ``overrides``), and the
+    models to step down to: none when the model's shape or window was set by hand."""
+    rung = choose_rung(profile.count)
+    changes["model"] = rung
+    if "depths" not in overrides and "num_heads" not in overrides:
+        overrides.update(rung_overrides(rung, geometry.stages))
+    shaped = any(key in config.model_overrides for key in ("embed_dim", "depths", "num_heads", "patch_size"))
+    if shaped or "window_size" in config.model_overrides:
+        return rung, []
+    return rung, step_down_candidates(rung, geometry, overrides["in_chans"])  # type: ignore[arg-type]
+
+
 def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, list[Choice], list[str]]:
     """Fill the settings of ``config`` (a :class:`~swinkit.train.config.TrainConfig`) that the data decides.
 
@@ -282,26 +320,12 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
     )
 
     # Channels and normalisation.
-    if "in_chans" not in overrides:
-        overrides["in_chans"] = profile.channels
-        why = "every image is grey" if profile.channels == 1 else "colour images"
-        choices.append(Choice("channels", str(profile.channels), why, "--set in_chans=C"))
-    if config.mean is None and config.std is None and overrides["in_chans"] == profile.channels:
-        changes["mean"], changes["std"] = profile.mean, profile.std
-        values = f"mean {', '.join(f'{v:.3f}' for v in profile.mean)}, std {', '.join(f'{v:.3f}' for v in profile.std)}"
-        choices.append(Choice("normalise", values, "measured on the training images", "--mean --std"))
+    choices += choose_channels(config, profile, overrides, changes)
 
     # The model: a rung of the ladder unless one is named.
     candidates: list[Candidate] = []
     if config.model is None:
-        rung = choose_rung(profile.count)
-        changes["model"] = rung
-        if "depths" not in overrides and "num_heads" not in overrides:
-            overrides.update(rung_overrides(rung, geometry.stages))
-        # What was set by hand stays: then the recipe does not step down.
-        shaped = any(key in config.model_overrides for key in ("embed_dim", "depths", "num_heads", "patch_size"))
-        if not shaped and "window_size" not in config.model_overrides:
-            candidates = step_down_candidates(rung, geometry, overrides["in_chans"])
+        rung, candidates = choose_ladder_model(config, profile, geometry, overrides, changes)
         limits = [f"{name} from {RUNG_FROM_IMAGES[name]:,}" for name in COMPACT]
         choices.append(
             Choice(
