@@ -26,6 +26,7 @@ def test_small_grey_set_from_scratch() -> None:
     recipe, choices = choose_recipe(profile(40))
 
     assert (recipe.backbone, recipe.crop, recipe.batch, recipe.schedule) == ("swin_atto", 48, 4, "cosine")
+    assert (recipe.head, recipe.aux_head) == (176, 88)
     assert recipe.lr == pytest.approx(2e-3 * (4 / 32) ** 0.5) and recipe.weight_decay == 0.05
     assert recipe.overrides == {"patch_size": 2, "window_size": 6, "depths": (2, 2, 2), "num_heads": (2, 4, 8),
                                 "in_chans": 1}  # fmt: skip
@@ -50,6 +51,7 @@ def test_pretrained_takes_the_official_setting() -> None:
 
     assert (recipe.backbone, recipe.crop, recipe.batch, recipe.schedule) == ("swin_t", 512, 16, "poly")
     assert (recipe.lr, recipe.weight_decay, recipe.mean, recipe.overrides) == (6e-5, 0.01, IMAGENET_MEAN, {})
+    assert (recipe.head, recipe.aux_head) == (512, 256)
     small, _ = choose_recipe(profile(20, channels=3), pretrained=True)
     assert small.batch == 4 and small.lr == pytest.approx(3e-5)
     assert most_epochs(20210, True)[0] == 127 and most_epochs(20210, False)[0] == 300
@@ -62,6 +64,7 @@ def test_pretrained_takes_the_official_setting() -> None:
 def test_given_settings_are_kept() -> None:
     recipe, choices = choose_recipe(profile(40), crop=40, batch=2, lr=1e-3, backbone="swin_pico")
     assert (recipe.crop, recipe.batch, recipe.lr, recipe.backbone, recipe.overrides) == (40, 2, 1e-3, "swin_pico", {})
+    assert recipe.head == 336 and choose_recipe(profile(40), backbone="swin_nano")[0].head == 512
     given = {choice.setting for choice in choices if choice.reason == "given"}
     assert given == {"crop", "batch", "learning rate", "backbone"}
     scratch, _ = after_timing(recipe, epochs=50, steps_per_epoch=10, reason="given")

@@ -23,7 +23,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from swinkit.data.seg_transforms import SegAugment
 from swinkit.data.segmentation import SegmentationProfile
-from swinkit.model import COMPACT
+from swinkit.model import COMPACT, get_config
 from swinkit.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from swinkit.train.optim import WARMUP_START
 from swinkit.train.recipe import Candidate, Choice, choose_geometry, choose_lr, choose_warmup, step_down_candidates
@@ -46,6 +46,9 @@ OFFICIAL_WEIGHT_DECAY = 0.01
 SCRATCH_WEIGHT_DECAY = 0.05
 #: The most epochs planned from scratch, however long the budget.
 MAX_EPOCHS = 300
+#: The official UperNet head width (for Swin-T's 96 channels) and its auxiliary head's.
+OFFICIAL_HEAD = 512
+OFFICIAL_AUX_HEAD = 256
 #: Batch bounds: two or more images keep the head's BatchNorm defined (its 1x1 pooled map).
 MIN_BATCH = 4
 MAX_BATCH = 16
@@ -56,15 +59,18 @@ class SegRecipe:
     """What :func:`choose_recipe` decided.
 
     ``backbone`` is a registered Swin name with ``overrides`` (patch, window, depths, heads,
-    channels) from scratch; ``crop`` the training crop side, also the shorter side images are
-    rescaled to before the random ratio (as mmsegmentation's 512 for 512 crops); ``schedule`` ``"poly"`` (official,
-    pretrained) or ``"cosine"``; ``candidates`` the cheaper backbones to step down to when too
-    few epochs fit in the time. ``epochs`` and ``warmup_epochs`` are None until
+    channels) from scratch; ``head`` and ``aux_head`` the widths of the UperNet and auxiliary
+    heads; ``crop`` the training crop side, also the shorter side images are rescaled to before
+    the random ratio (as mmsegmentation's 512 for 512 crops); ``schedule`` ``"poly"``
+    (official, pretrained) or ``"cosine"``; ``candidates`` the cheaper backbones to step down
+    to when too few epochs fit in the time. ``epochs`` and ``warmup_epochs`` are None until
     :func:`after_timing`.
     """
 
     backbone: str
     overrides: dict[str, object]
+    head: int
+    aux_head: int
     pretrained: bool
     crop: int
     batch: int
@@ -89,6 +95,20 @@ def choose_rung(count: int, pretrained: bool) -> tuple[str, str]:
             chosen = name
     limits = ", ".join(f"{name} from {RUNG_FROM_IMAGES[name]:,}" for name in COMPACT)
     return chosen, f"{count:,} training images (ladder: {limits}; every pixel is labelled)"
+
+
+def choose_head(backbone: str, pretrained: bool) -> tuple[int, int, str]:
+    """The widths of the UperNet head and of the auxiliary head, and why.
+
+    Pretrained: the official 512 and 256. From scratch: the official ratio to Swin-T's 96
+    channels (512 / 96, in multiples of 16) applied to the backbone's embedding width, the
+    auxiliary head half of it, so that the head does not outweigh a compact backbone.
+    """
+    if pretrained:
+        return OFFICIAL_HEAD, OFFICIAL_AUX_HEAD, "the official widths"
+    width = get_config(backbone).embed_dim
+    head = 16 * max(1, round(width / 3))
+    return head, head // 2, f"the official 512 for Swin-T's 96 channels, scaled to {backbone}'s {width}"
 
 
 def choose_crop(short_side: int, pretrained: bool) -> tuple[int, str]:
@@ -182,6 +202,8 @@ def choose_recipe(
         choices.append(Choice("backbone", backbone, why, "--model"))
     else:
         choices.append(Choice("backbone", backbone, "given", "--model"))
+    head, aux_head, head_why = choose_head(backbone, pretrained)
+    choices.append(Choice("head", f"{head}, auxiliary {aux_head}", head_why, "--set channels=C --set aux_channels=C"))
 
     if pretrained:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -206,6 +228,8 @@ def choose_recipe(
     recipe = SegRecipe(
         backbone=backbone,
         overrides=overrides,
+        head=head,
+        aux_head=aux_head,
         pretrained=pretrained,
         crop=crop,
         batch=batch,
