@@ -32,7 +32,7 @@ import swinkit
 from swinkit.benchmark import _resident_mb, saved_activations
 from swinkit.data import load_data
 from swinkit.train.config import DIGITS, TrainConfig
-from swinkit.train.loop import train
+from swinkit.tasks import train
 from swinkit.train.lora import DEFAULT_TARGETS, LoraAdapters
 
 #: 2x2 patches of the 8x8 digits, 32 wide: learns the digits in a few epochs.
@@ -75,7 +75,7 @@ def train_worker(spec: dict) -> dict:
     result = train(TrainConfig.from_dict(spec))
     return {
         "final_top1": result.final.top1,
-        "best_top1": result.best_top1,
+        "best_top1": result.best,
         "seconds": time.perf_counter() - started,
         "peak_rss_added": _peak_mb() - before,
     }

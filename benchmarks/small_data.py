@@ -32,7 +32,7 @@ top-1 is the last epoch's, not the best epoch's.
 Then a per-step speed comparison (``--speed-rounds``), interleaved in one process, on the
 cluttered set with the model and batch the recipe picks before any timing (swin_femto,
 patch 2, batch 64, the issue's configuration): (a) ``swinkit train``'s own loop
-(``swinkit.train.loop.train``, the code the command runs; its epochs after the first),
+(``swinkit.tasks.train``, the code the command runs; its epochs after the first),
 (b) the same swinkit model in a plain loop over decoded tensors with the same
 augmentation, optimiser and clipping, (c) timm's model of the same configuration in that
 plain loop.
@@ -352,7 +352,7 @@ def speed(data: Path, output: Path, rounds: int, steps: int) -> dict:
     import torch
 
     from swinkit.train.config import TrainConfig
-    from swinkit.train.loop import train
+    from swinkit.tasks import train
 
     probe = output / "speed-probe"
     subprocess.run(

@@ -17,7 +17,7 @@ from swinkit.export import ONNX_TOLERANCE, check_onnx
 from swinkit.classifier import evaluate_data, load_classifier, predict
 from swinkit.precision import PRECISIONS, apply_precision, check_precision, input_dtype, model_precision
 from swinkit.train.config import TrainConfig
-from swinkit.train.loop import train
+from swinkit.tasks import train
 
 TINY = {"img_size": 32, "embed_dim": 16, "depths": (2, 2), "num_heads": (1, 2), "window_size": 4, "num_classes": 5}
 

@@ -20,6 +20,7 @@ from swinkit.data.images import DataError
 from swinkit.data.memory import DecodedImageDataset, decode_into_memory, format_size, parse_size
 from swinkit.data.profile import DataProfile, MirrorTest, mirror_test, profile_data
 from swinkit.data.tensors import BatchAugment, TensorBatches, fits_as_tensor, resized_crop_boxes, stack_images
+from swinkit import tasks
 from swinkit.train import loop, recipe
 from swinkit.train.config import TrainConfig
 from swinkit.train.timing import (
@@ -425,7 +426,7 @@ def timed_run(tmp_path, monkeypatch):
 def test_time_budget_fits_epochs_and_steps_the_ladder_down(timed_run, capsys):
     clock, config = timed_run
     # 3 steps an epoch: femto's 3 s epochs give 13 in 40 s, fewer than 15, so atto: 1.8 s epochs, 22 of them.
-    result = loop.train(dataclasses.replace(config, name="fitted", epochs=None))
+    result = tasks.train(dataclasses.replace(config, name="fitted", epochs=None))
     out = capsys.readouterr().out
     assert "  model         swin_atto (patch 2)" in out
     assert "only 13 epochs of swin_femto (patch 2) fit in the time, fewer than 30" in out
@@ -445,7 +446,7 @@ def test_a_run_slower_than_timed_is_shortened_to_keep_to_its_budget(timed_run, m
         clock.now += 10.0  # every epoch takes 10 s, not the 1.8 s timed
 
     monkeypatch.setattr(loop._Trainer, "_save", slow_save)
-    result = loop.train(dataclasses.replace(config, name="shortened"))
+    result = tasks.train(dataclasses.replace(config, name="shortened"))
     out = capsys.readouterr().out
     # After epoch 1: 10 s gone, 21 epochs of 10 s planned; 3 more fit in the 30 s left.
     assert "epochs take ~10s, longer than timed: shortening the run to 4 epochs to end within 40s" in out
@@ -465,7 +466,7 @@ def test_a_run_faster_than_timed_is_lengthened_early(timed_run, monkeypatch, cap
         clock.now += 0.5  # every epoch takes 0.5 s, not the 1.8 s timed
 
     monkeypatch.setattr(loop._Trainer, "_save", quick_save)
-    result = loop.train(dataclasses.replace(config, name="lengthened", time_budget=10.0))
+    result = tasks.train(dataclasses.replace(config, name="lengthened", time_budget=10.0))
     out = capsys.readouterr().out
     # 5 epochs of 1.8 s planned; after the first, 19 more of 0.5 s fit in the 9.5 s left.
     assert "  epochs        5 " in out

@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 import swinkit
 from swinkit.cli import main
+from swinkit import tasks
+from swinkit.tasks import classify
 from swinkit.train import loop
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
@@ -84,7 +86,7 @@ def test_best_loads_with_create_model(trained_run, folder):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(folder, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = loop.soft_target_cross_entropy
+    real = classify.soft_target_cross_entropy
     per_epoch = 5  # 43 training images in batches of 8 -> 6 batches; NaN in the second epoch
 
     def poisoned(logits, targets, smoothing=0.0):
@@ -92,9 +94,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(folder, tmp_path, mon
         loss = real(logits, targets, smoothing)
         return loss * float("nan") if calls["n"] > per_epoch + 2 else loss
 
-    monkeypatch.setattr(loop, "soft_target_cross_entropy", poisoned)
+    monkeypatch.setattr(classify, "soft_target_cross_entropy", poisoned)
     with pytest.raises(loop.TrainingDiverged, match="loss became nan at epoch 2.*last good checkpoint.*epoch-0001"):
-        loop.train(
+        tasks.train(
             swinkit.train.config.TrainConfig(
                 data=str(folder), output=str(tmp_path), name="nan", epochs=3, batch_size=8, workers=0, quiet=True,
                 model="swin_t", img_size=32,

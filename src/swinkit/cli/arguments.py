@@ -8,6 +8,7 @@ import difflib
 import json
 
 from swinkit.precision import PRECISIONS
+from swinkit.tasks import TASKS
 
 
 def add_img_size(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,29 @@ def img_size(values: list[int] | None) -> int | tuple[int, int] | None:
     if len(values) > 2:
         raise ValueError(f"--img-size takes one or two numbers (H W), got {values}")
     return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def add_task_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Each task's own flags of ``command`` in a group of their own; read them back with :func:`task_options`."""
+    flags = {}
+    for name, task in TASKS.items():
+        group = parser.add_argument_group(f"{name} (--task {name})" if command == "train" else f"{name} models")
+        task.add_arguments(command, group)  # type: ignore[arg-type]
+        flags[name] = [(action.dest, action.option_strings[0]) for action in group._group_actions]
+    parser.set_defaults(task_flags=flags)
+
+
+def task_options(args: argparse.Namespace, task: str) -> dict[str, object]:
+    """The flags of ``task`` that were given, by dest; ValueError for a flag of another task."""
+    chosen: dict[str, object] = {}
+    for name, flags in args.task_flags.items():
+        given = {dest: getattr(args, dest) for dest, _ in flags if getattr(args, dest) is not None}
+        if name == task:
+            chosen = given
+        elif given:
+            flag = dict(flags)[next(iter(given))]
+            raise ValueError(f"{flag} is a flag of task {name}, not of task {task}")
+    return chosen
 
 
 def add_precision(parser: argparse.ArgumentParser) -> None:

@@ -1,13 +1,16 @@
-"""``swinkit eval``: top-1, top-5, per-class accuracy and the confusion matrix of a model on labelled data."""
+"""``swinkit eval``: a trained model's metrics on labelled data, asked of the model's task.
+
+For a classifier: top-1, top-5, per-class accuracy and the confusion matrix.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-from swinkit.cli.arguments import add_precision
+from swinkit.cli.arguments import add_precision, add_task_arguments, task_options
+from swinkit.tasks import CommandOptions, task_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,18 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     parser.add_argument(
-        "--output", help="folder for eval.json and eval_confusion_matrix.png (default: the run folder, else .)"
+        "--output", help="folder for eval.json and the pictures (default: the run folder, else .)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_task_arguments(parser, "eval")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from swinkit.classifier import evaluate_data, load_classifier
-    from swinkit.train.plots import plot_confusion
-
-    classifier = load_classifier(args.model, args.device, args.precision)
-    result = evaluate_data(classifier, args.data, args.batch_size, args.workers, args.skip_bad_images)
+    task = task_for(args.model)
     model_path = Path(args.model)
     output = (
         Path(args.output)
@@ -43,31 +43,23 @@ def run(args: argparse.Namespace) -> int:
         else (model_path if (model_path / "config.json").is_file() and model_path.is_dir() else Path("."))
     )
     output.mkdir(parents=True, exist_ok=True)
-    report = {
-        "model": str(args.model),
-        "data": args.data,
-        "precision": classifier.precision,
-        "images": result.count,
-        "loss": result.loss,
-        "top1": result.top1,
-        "top5": result.top5,
-        "per_class": {
-            name: (None if math.isnan(value) else value) for name, value in zip(classifier.classes, result.per_class)
-        },
-        "confusion_matrix": result.confusion.tolist(),
-        "classes": classifier.classes,
-    }
-    (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_confusion(result.confusion, classifier.classes, output / "eval_confusion_matrix.png", f"{args.data}")
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(
-        f"{result.count} images, {classifier.precision}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  "
-        f"loss {result.loss:.4f}"
+    options = CommandOptions(
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        skip_bad_images=args.skip_bad_images,
+        output=output,
+        extra=task_options(args, task.name),
     )
-    width = max(len(name) for name in classifier.classes)
-    for name, value in report["per_class"].items():
-        print(f"  {name:<{width}}  {'-' if value is None else f'{value:6.2f}%'}")
-    print(f"wrote {output / 'eval.json'} and {output / 'eval_confusion_matrix.png'}")
-    return 0
+    report = task.evaluate(str(args.model), args.data, options)
+    results = output / "eval.json"
+    results.write_text(json.dumps(report.data, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report.data, indent=2))
+        return report.code
+    for line in report.lines:
+        print(line)
+    *first, last = [results, *report.files]
+    print(f"wrote {', '.join(map(str, first))} and {last}" if first else f"wrote {last}")
+    return report.code

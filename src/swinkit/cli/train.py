@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinkit.cli.arguments import parse_model_override
+from swinkit.cli.arguments import add_task_arguments, parse_model_override, task_options
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
+from swinkit.tasks import TASKS, train
 from swinkit.train.config import PRECISIONS, RECIPES, TrainConfig
+from swinkit.train.loop import TrainingDiverged
 from swinkit.train.timing import parse_duration, process_age
 
 
@@ -36,6 +38,12 @@ def _size(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train or fine-tune on an image folder, CSV, datasets or the built-in digits", description=__doc__
+    )
+    parser.add_argument(
+        "--task",
+        choices=tuple(TASKS),
+        default="classify",
+        help="what to train: " + "; ".join(f"{name}, {task.description}" for name, task in TASKS.items()),
     )
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -152,16 +160,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_task_arguments(parser, "train")
     parser.set_defaults(handler=run_train)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` the flags describe (recipe values still unset)."""
+    """The :class:`TrainConfig` the flags describe (recipe values still unset).
+
+    The flags of the chosen task go into ``task_options``; another task's flag raises ValueError.
+    """
     fields = {
         name: value
         for name, value in vars(args).items()
         if name in TrainConfig.__dataclass_fields__ and value is not None
     }
+    fields["task_options"] = task_options(args, args.task)
     fields["model_overrides"] = dict(args.model_overrides)
     for name in ("scale", "mean", "std"):
         if getattr(args, name) is not None:
@@ -170,8 +183,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from swinkit.train.loop import TrainingDiverged, train
-
     try:
         spent = process_age() if getattr(args, "command_line", False) else 0.0
         train(config_from_args(args), resume=args.resume, spent=spent)

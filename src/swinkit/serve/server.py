@@ -1,4 +1,8 @@
-"""Running the application on uvicorn: one process, or several workers each with its own copy of the model."""
+"""Running the application on uvicorn: one process, or several workers each with its own copy of the model.
+
+The application is the one of the model's task (:func:`swinkit.tasks.task_for`), built by
+:data:`APPS`: a task served over HTTP adds its application builder there.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import copy
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 
 import torch
 import uvicorn
@@ -13,6 +18,7 @@ from fastapi import FastAPI
 
 from swinkit.classifier import load_classifier
 from swinkit.serve.app import ServeSettings, create_app
+from swinkit.tasks import task_for
 
 #: The environment variable through which ``serve`` hands its options to worker processes.
 OPTIONS_VARIABLE = "SWINKIT_SERVE_OPTIONS"
@@ -23,6 +29,23 @@ def logging_config(level: str = "info") -> dict[str, object]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["swinkit.serve"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return config
+
+
+def classifier_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
+    """The application of a classifier: top-k labels, attention maps, the page (:func:`create_app`)."""
+    return create_app(load_classifier(source, device, precision), settings, precision)
+
+
+#: Each task's application builder ``(source, device, precision, settings) -> FastAPI``, by task name.
+APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {"classify": classifier_app}
+
+
+def build_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
+    """The application of the model in ``source``, as its task serves it; ValueError for a task not served."""
+    name = task_for(source).name
+    if name not in APPS:
+        raise ValueError(f"swinkit serve does not serve task {name!r} yet; it serves {', '.join(APPS)}")
+    return APPS[name](source, device, precision, settings)
 
 
 def serve(
@@ -36,7 +59,7 @@ def serve(
     log_level: str = "info",
     threads: int | None = None,
 ) -> None:
-    """Serve the classifier ``source`` (anything ``predict`` loads) on ``host:port`` until interrupted.
+    """Serve the model ``source`` (anything ``predict`` loads) on ``host:port`` until interrupted.
 
     The model is loaded once here, so that a bad source fails before the server starts.
     With ``workers`` > 1, uvicorn runs that many processes behind the one port, each loading
@@ -49,14 +72,14 @@ def serve(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     settings = settings or ServeSettings()
-    classifier = load_classifier(source, device, precision)
+    app = build_app(os.fspath(source), device, precision, settings)
     common = {"host": host, "port": port, "log_config": logging_config(log_level), "log_level": log_level}
     if workers == 1:
         if threads is not None:
             torch.set_num_threads(threads)
-        uvicorn.run(create_app(classifier, settings, precision), **common)
+        uvicorn.run(app, **common)
         return
-    del classifier
+    del app
     os.environ[OPTIONS_VARIABLE] = json.dumps(
         {
             "source": os.fspath(source),
@@ -73,5 +96,4 @@ def app_from_environment() -> FastAPI:
     """The application a worker process builds from the options :func:`serve` left in ``SWINKIT_SERVE_OPTIONS``."""
     options = json.loads(os.environ[OPTIONS_VARIABLE])
     torch.set_num_threads(options["threads"])
-    classifier = load_classifier(options["source"], options["device"], options["precision"])
-    return create_app(classifier, ServeSettings(**options["settings"]), options["precision"])
+    return build_app(options["source"], options["device"], options["precision"], ServeSettings(**options["settings"]))

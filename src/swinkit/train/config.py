@@ -125,6 +125,9 @@ DIGITS = MappingProxyType(
 class TrainConfig:
     """Every setting of a training run; ``None`` means "take it from the recipe".
 
+    ``task`` names what is trained (see :mod:`swinkit.tasks`; runs saved before tasks had
+    names read back as ``"classify"``); ``task_options`` holds the settings only that task
+    reads (its own command-line flags), by name.
     ``lr`` is the peak learning rate at ``lr_base_batch`` (0: not scaled); the effective
     rate is ``lr * global_batch / lr_base_batch``, the linear scaling rule of the paper.
     ``lora`` > 0 fine-tunes LoRA adapters of that rank (see :mod:`swinkit.train.lora`) on
@@ -137,6 +140,7 @@ class TrainConfig:
     (RandomResizedCrop over ``scale``) or ``"pad"`` (pad by ``pad`` pixels and crop).
     """
 
+    task: str = "classify"
     data: str | None = None
     recipe: str | None = None
     time_budget: float | None = None
@@ -188,6 +192,7 @@ class TrainConfig:
     lora_alpha: float | None = None
     lora_dropout: float = 0.0
     lora_targets: str = "qkv,proj,fc1,fc2"
+    task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def recipe_name(self) -> str:

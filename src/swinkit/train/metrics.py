@@ -27,6 +27,11 @@ class Evaluation:
     confusion: torch.Tensor
 
     @property
+    def metrics(self) -> dict[str, float]:
+        """The mean loss and the top-1 and top-5 accuracies by name, as a training run's metrics file has them."""
+        return {"loss": self.loss, "top1": self.top1, "top5": self.top5}
+
+    @property
     def per_class(self) -> list[float]:
         """Accuracy per true class, percent (NaN for a class with no images)."""
         totals = self.confusion.sum(1).double()
@@ -49,6 +54,41 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: Iterable[int] 
     return [int(hits[:, : min(k, largest)].any(1).sum()) for k in ks]
 
 
+class ConfusionCounter:
+    """Sums over batches of logits and class indices: cross-entropy, top-1/top-5 hits and the confusion matrix."""
+
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        self.num_classes = num_classes
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros(2, dtype=torch.int64, device=device)
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Count float ``(B, K)`` logits against ``(B,)`` class indices on the same device."""
+        classes = self.num_classes
+        self.loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
+        self.correct += torch.tensor(topk_correct(logits, targets), device=self.correct.device)
+        self.confusion += torch.bincount(targets * classes + logits.argmax(1), minlength=classes**2).view(
+            classes, classes
+        )
+
+    def result(self, context: Distributed | None = None) -> Evaluation:
+        """The :class:`Evaluation` of everything counted, summed over processes when distributed."""
+        if context is not None:
+            for tensor in (self.loss_sum, self.correct, self.confusion):
+                context.all_reduce_sum(tensor)
+        count = int(self.confusion.sum())
+        if count == 0:
+            raise ValueError("evaluation data is empty: there is nothing to evaluate")
+        return Evaluation(
+            loss=float(self.loss_sum) / count,
+            top1=100.0 * int(self.correct[0]) / count,
+            top5=100.0 * int(self.correct[1]) / count,
+            count=count,
+            confusion=self.confusion.cpu(),
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -61,30 +101,11 @@ def evaluate(
     """Run ``model`` over ``loader`` in eval mode; sums are reduced over processes when distributed."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros(2, dtype=torch.int64, device=device)
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    counter = ConfusionCounter(num_classes, device)
     for images, targets in loader:
         images, targets = images.to(device), targets.to(device)
         with autocast(device, precision):
             logits = model(images)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
-        correct += torch.tensor(topk_correct(logits, targets), device=device)
-        confusion += torch.bincount(targets * num_classes + logits.argmax(1), minlength=num_classes**2).view(
-            num_classes, num_classes
-        )
-    if context is not None:
-        for tensor in (loss_sum, correct, confusion):
-            context.all_reduce_sum(tensor)
+        counter.add(logits.float(), targets)
     model.train(was_training)
-    count = int(confusion.sum())
-    if count == 0:
-        raise ValueError("evaluation data is empty: there is nothing to evaluate")
-    return Evaluation(
-        loss=float(loss_sum) / count,
-        top1=100.0 * int(correct[0]) / count,
-        top5=100.0 * int(correct[1]) / count,
-        count=count,
-        confusion=confusion.cpu(),
-    )
+    return counter.result(context)

@@ -9,6 +9,7 @@ stepped once per optimiser step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -54,7 +55,8 @@ def parameter_groups(model: SwinTransformer, weight_decay: float, layer_decay: f
     Frozen parameters (``requires_grad`` False) are left out. Each group carries
     ``lr_scale``, which :func:`build_optimizer` multiplies into the learning rate.
     """
-    last = sum(model.config.depths) + 1
+    # Without layer decay every group has the same depth: any model's parameters are grouped.
+    last = sum(model.config.depths) + 1 if layer_decay < 1.0 else 0
     groups: dict[tuple[int, bool], dict[str, object]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -73,10 +75,17 @@ def parameter_groups(model: SwinTransformer, weight_decay: float, layer_decay: f
 
 
 def build_optimizer(
-    model: SwinTransformer, lr: float, weight_decay: float, layer_decay: float = 1.0
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    layer_decay: float = 1.0,
+    grouping: Callable[[nn.Module, float, float], list[dict[str, object]]] | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW (betas 0.9/0.999) over :func:`parameter_groups`, each at ``lr * lr_scale``."""
-    groups = parameter_groups(model, weight_decay, layer_decay)
+    """AdamW (betas 0.9/0.999) over the parameter groups (``grouping``, by default :func:`parameter_groups`).
+
+    Each group runs at ``lr * lr_scale``.
+    """
+    groups = (grouping or parameter_groups)(model, weight_decay, layer_decay)
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
     for group in groups:

@@ -1,4 +1,4 @@
-"""Training pictures: loss and accuracy curves per epoch, and the confusion matrix (drawn without pyplot)."""
+"""Training pictures: loss and metric curves per epoch, and the confusion matrix (drawn without pyplot)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,30 @@ def _column(rows: Sequence[Mapping[str, object]], key: str) -> list[float]:
     return [float(row[key]) if row.get(key) not in (None, "") else float("nan") for row in rows]
 
 
-def plot_curves(rows: Sequence[Mapping[str, object]], path: str | Path) -> None:
-    """Draw train/validation loss, validation top-1/top-5 and the learning rate against epoch."""
+def plot_curves(
+    rows: Sequence[Mapping[str, object]],
+    path: str | Path,
+    metrics: Mapping[str, str] | None = None,
+    title: str = "validation",
+) -> None:
+    """Draw train/validation loss, the ``metrics`` columns (column -> label, under ``title``) and the learning rate.
+
+    Without ``metrics`` only the loss and the learning rate are drawn.
+    """
     epochs = _column(rows, "epoch")
-    figure = new_figure(13, 3.6)
-    loss_axes, accuracy_axes, lr_axes = figure.subplots(1, 3)
+    panels = 3 if metrics else 2
+    figure = new_figure(13 if metrics else 9, 3.6)
+    axes = figure.subplots(1, panels)
+    loss_axes, lr_axes = axes[0], axes[-1]
     loss_axes.plot(epochs, _column(rows, "train_loss"), label="train")
     loss_axes.plot(epochs, _column(rows, "val_loss"), label="validation")
     loss_axes.set(title="loss", xlabel="epoch")
     loss_axes.legend()
-    accuracy_axes.plot(epochs, _column(rows, "val_top1"), label="top-1")
-    accuracy_axes.plot(epochs, _column(rows, "val_top5"), label="top-5")
-    accuracy_axes.set(title="validation accuracy (%)", xlabel="epoch")
-    accuracy_axes.legend()
+    if metrics:
+        for column, label in metrics.items():
+            axes[1].plot(epochs, _column(rows, column), label=label)
+        axes[1].set(title=title, xlabel="epoch")
+        axes[1].legend()
     lr_axes.plot(epochs, _column(rows, "lr"))
     lr_axes.set(title="learning rate (end of epoch)", xlabel="epoch")
     figure.tight_layout()
