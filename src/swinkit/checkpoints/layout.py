@@ -48,8 +48,23 @@ def same_names(names: tuple[str, ...]) -> Pairs:
     return tuple((name, name) for name in names)
 
 
+class Renaming:
+    """A table renaming keys both ways: subclasses give ``_rename(key, to_native)``."""
+
+    def to_native(self, key: str) -> str | None:
+        """The swinkit name of a foreign key, or None when the table has no place for it."""
+        return self._rename(key, to_native=True)
+
+    def from_native(self, key: str) -> str | None:
+        """The foreign name of a swinkit key, or None when the layout has no place for it."""
+        return self._rename(key, to_native=False)
+
+    def _rename(self, key: str, to_native: bool) -> str | None:
+        raise NotImplementedError
+
+
 @dataclasses.dataclass(frozen=True)
-class Layout:
+class Layout(Renaming):
     """Where a foreign layout keeps each swinkit module; pairs are ``(foreign, native)``.
 
     A foreign stage index is ``scale * native + offset``: ``(1, -1)`` for merging stored at
@@ -71,14 +86,6 @@ class Layout:
             (self.block, _NATIVE_BLOCK, self.block_modules, self.block_stage),
             (self.merge, _NATIVE_MERGE, self.merge_modules, self.merge_stage),
         )
-
-    def to_native(self, key: str) -> str | None:
-        """The swinkit name of a foreign key, or None when the table has no place for it."""
-        return self._rename(key, to_native=True)
-
-    def from_native(self, key: str) -> str | None:
-        """The foreign name of a swinkit key, or None when the layout has no place for it."""
-        return self._rename(key, to_native=False)
 
     def _rename(self, key: str, to_native: bool) -> str | None:
         source, target = (0, 1) if to_native else (1, 0)
@@ -165,3 +172,45 @@ def rename_from_native(state_dict: Mapping[str, torch.Tensor], layout: Layout) -
             raise ValueError(f"the target layout has no place for swinkit key {key!r}")
         renamed[foreign] = tensor
     return renamed
+
+
+#: UperNet's modules as mmsegmentation names them (transformers keeps the names) and as swinkit does,
+#: ``(foreign, native)``; ``{stage}`` is a branch or level index, ``{classifier}`` the layout's classifier name.
+UPERNET_MODULES = (
+    ("decode_head.psp_modules.{stage}.1", "head.ppm.branches.{stage}.conv"),
+    ("decode_head.bottleneck", "head.ppm.bottleneck"),
+    ("decode_head.lateral_convs.{stage}", "head.laterals.{stage}"),
+    ("decode_head.fpn_convs.{stage}", "head.fpn_convs.{stage}"),
+    ("decode_head.fpn_bottleneck", "head.fuse"),
+    ("decode_head.{classifier}", "head.classifier"),
+    ("auxiliary_head.convs.{stage}", "aux_head.convs.{stage}"),
+    ("auxiliary_head.{classifier}", "aux_head.classifier"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadLayout(Renaming):
+    """Where a foreign UperNet checkpoint keeps swinkit's head modules.
+
+    ``norm`` is its name for a conv module's BatchNorm (mmsegmentation ``bn``, transformers
+    ``batch_norm``; swinkit ``norm``) and ``classifier`` its name for the 1x1 classifiers
+    (``conv_seg``, ``classifier``).
+    """
+
+    norm: str
+    classifier: str
+
+    @functools.cached_property
+    def _pairs(self) -> Pairs:
+        return tuple((theirs.replace("{classifier}", self.classifier), ours) for theirs, ours in UPERNET_MODULES)
+
+    def _rename(self, key: str, to_native: bool) -> str | None:
+        source, target = (0, 1) if to_native else (1, 0)
+        inner = ((self.norm, "norm"), ("conv", "conv"))
+        for pair in self._pairs:
+            match = _template_regex(pair[source]).match(key)
+            if match is None:
+                continue
+            rest = _rename_module(match["rest"], inner, source, target) or match["rest"]
+            return pair[target].format(stage=match.groupdict().get("stage")) + "." + rest
+        return None

@@ -25,7 +25,7 @@ from swinkit.checkpoints.formats import FORMATS, SAVE_FORMATS, detect_format, re
 from swinkit.checkpoints.architecture import infer_config, stage_windows
 from swinkit.checkpoints.layout import swin_version
 from swinkit.preprocessing import Preprocessing
-from swinkit.model import SwinConfig, SwinTransformer, get_config
+from swinkit.model import SwinConfig, SwinTransformer, SwinUperNet, get_config
 from swinkit.model import create_model as build_model
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,11 @@ def read_checkpoint(source: Source, format: str | None = None) -> Checkpoint:
     ``native``, ``hf``, ``torchvision``, ``official``, ``timm`` (or an alias such as ``transformers``).
     """
     located = io.locate(source)
-    raw = io.read_weights(located.weights)
+    return convert_checkpoint(located, io.read_weights(located.weights), format)
+
+
+def convert_checkpoint(located: io.Located, raw: Mapping[str, torch.Tensor], format: str | None = None) -> Checkpoint:
+    """:func:`read_checkpoint` for tensors already read from ``located``: detect the format, rename, read the metadata."""
     name = resolve_format(format) if format is not None else detect_format(raw, str(located.weights))
     converted = FORMATS[name].to_native(raw)
     hints: dict[str, object] = {}
@@ -285,7 +289,7 @@ def create_model(
     strict: bool = True,
     device: torch.device | str | None = None,
     **overrides: object,
-) -> SwinTransformer:
+) -> SwinTransformer | SwinUperNet:
     """Build a Swin model, optionally from a checkpoint of any understood format.
 
     ``create_model("swin_t")`` builds a registered variant. With ``pretrained`` (a file,
@@ -304,7 +308,14 @@ def create_model(
         return build_model(name, device=device, **overrides)
     if not isinstance(pretrained, (str, os.PathLike)):
         raise ValueError(f"pretrained must be a path or a Hub id (a string), got {type(pretrained).__name__}")
-    checkpoint = read_checkpoint(pretrained, format)
+    located = io.locate(pretrained)
+    raw = io.read_weights(located.weights)
+    from swinkit.checkpoints import segmentation  # imported here: it builds on this module
+
+    if segmentation.is_segmenter_request(name, raw):
+        model = segmentation.create_segmenter(located, raw, name, format, strict, **overrides)
+        return model.to(device) if device is not None else model
+    checkpoint = convert_checkpoint(located, raw, format)
     config = get_config(name) if name is not None else checkpoint.config()
     _check_version(checkpoint, config.version)  # before building a model the weights cannot fit
     changes = {"num_classes": checkpoint.num_classes, "labels": ()} | overrides  # labels follow a loaded head

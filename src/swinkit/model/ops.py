@@ -20,13 +20,17 @@ import torch.nn.functional as F
 MASK_VALUE = -100.0
 
 
-def window_layout(height: int, width: int, window: int, shift: int) -> tuple[int, int, int]:
+def window_layout(height: int, width: int, window: int, shift: int, fixed: bool = False) -> tuple[int, int, int]:
     """The window height, width and shift a block of window ``window`` uses on a ``height x width`` map.
 
     A map whose shorter side is no larger than the window gets no shift (the reference
     rule), and along a side shorter than the window the window shrinks to that side, so a
-    map smaller than the window is attended as one window of its own size.
+    map smaller than the window is attended as one window of its own size. With ``fixed``
+    the window and shift are kept whatever the map (a small map is padded to one window),
+    as the dense-prediction references run Swin (mmseg's, and transformers' ``SwinBackbone``).
     """
+    if fixed:
+        return window, window, shift
     effective_shift = shift if min(height, width) > window else 0
     return min(window, height), min(window, width), effective_shift
 
@@ -222,13 +226,13 @@ class WindowLayout:
 
 
 @torch.fx.wrap
-def layout_of(x: torch.Tensor, window: int, shift: int) -> WindowLayout:
+def layout_of(x: torch.Tensor, window: int, shift: int, fixed: bool = False) -> WindowLayout:
     """The :class:`WindowLayout` a block of window ``window`` and shift ``shift`` uses on map ``x``.
 
     ``x``: ``(B, H, W, C)``; the rules are :func:`window_layout`'s.
     """
     height, width = x.shape[1], x.shape[2]
-    window_h, window_w, effective_shift = window_layout(height, width, window, shift)
+    window_h, window_w, effective_shift = window_layout(height, width, window, shift, fixed)
     padded_h, padded_w = -(-height // window_h) * window_h, -(-width // window_w) * window_w
     return WindowLayout(height, width, window_h, window_w, effective_shift, padded_h, padded_w)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from swinkit.model.layers import PatchEmbed, SwinBlock, SwinStage
+
+
+_Config = TypeVar("_Config")
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -19,6 +23,15 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     if len(pair) != 2:
         raise ValueError(f"img_size must be an int or (height, width), got {value!r}")
     return pair  # type: ignore[return-value]
+
+
+def replace_fields(config: _Config, changes: dict[str, object], kind: str) -> _Config:
+    """A copy of a frozen config dataclass with ``changes``; unknown names raise ValueError naming the accepted ones."""
+    fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s) {unknown}; accepted: {sorted(fields)}")
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +47,11 @@ class SwinConfig:
     ``pretrained_window_sizes`` (V2 only) gives, per stage, the window the model was
     pretrained with, by which the position coordinates are normalised; empty (or 0 for a
     stage) means the window in use.
+
+    ``fixed_windows`` keeps every block's window and shift on maps smaller than the window,
+    padding them to one window, as the dense-prediction references run Swin (mmsegmentation,
+    transformers' ``SwinBackbone``); the default shrinks the window to such a map and drops
+    the shift, as the classification references do. It changes no weight.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -53,6 +71,7 @@ class SwinConfig:
     labels: tuple[str, ...] = ()
     version: int = 1
     pretrained_window_sizes: tuple[int, ...] = ()
+    fixed_windows: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
@@ -140,11 +159,7 @@ class SwinConfig:
 
     def replace(self, **changes: object) -> SwinConfig:
         """A copy with some fields changed; unknown field names raise ValueError."""
-        fields = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - fields)
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}; accepted: {sorted(fields)}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, changes, "config")
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
@@ -211,6 +226,7 @@ class SwinTransformer(nn.Module):
                     eps=config.layer_norm_eps,
                     version=config.version,
                     pretrained_window=config.pretrained_window(index),
+                    fixed_window=config.fixed_windows,
                 )
             )
         self.stages = nn.ModuleList(stages)
