@@ -247,6 +247,7 @@ class _Trainer:
             total_steps=self.steps_per_epoch * config.epochs,
             warmup_steps=round(config.warmup_epochs * self.steps_per_epoch),
             min_lr=config.min_lr,
+            schedule=config.schedule,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.ema = (

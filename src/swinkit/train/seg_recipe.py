@@ -6,7 +6,7 @@ recipe's AdamW with a cosine schedule. From pretrained weights the setting is th
 Swin UperNet one (ADE20K, 160k iterations of 16 images at 512 pixels): Swin-T, AdamW at
 6e-5 with weight decay 0.01 (none on norms, biases and position-bias tables), a linear
 warm-up of 1,500 of the 160,000 iterations (scaled to the run's length) and a poly decay of
-power 1 to zero (:class:`WarmupPoly`). Both use mmsegmentation's augmentation: rescale
+power 1 to zero (:class:`~swinkit.train.optim.WarmupPoly`). Both use mmsegmentation's augmentation: rescale
 0.5-2.0, crops where no class covers 75% or more, flips and photometric distortion.
 
 :func:`choose_recipe` fills what the data decides before the steps are timed;
@@ -18,14 +18,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import torch
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
-
 from swinkit.data.seg_transforms import SegAugment
 from swinkit.data.segmentation import SegmentationProfile
 from swinkit.model import COMPACT, get_config
 from swinkit.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from swinkit.train.optim import WARMUP_START
 from swinkit.train.recipe import Candidate, Choice, choose_geometry, choose_lr, choose_warmup, step_down_candidates
 
 #: Images from which each compact rung is chosen: a mask labels every pixel, so a segmentation
@@ -44,8 +40,6 @@ OFFICIAL_LR = 6e-5
 OFFICIAL_WEIGHT_DECAY = 0.01
 #: Weight decay from scratch (the classification recipe's).
 SCRATCH_WEIGHT_DECAY = 0.05
-#: The most epochs planned from scratch, however long the budget.
-MAX_EPOCHS = 300
 #: The official UperNet head width (for Swin-T's 96 channels) and its auxiliary head's.
 OFFICIAL_HEAD = 512
 OFFICIAL_AUX_HEAD = 256
@@ -244,19 +238,6 @@ def choose_recipe(
     return recipe, choices
 
 
-def most_epochs(count: int, pretrained: bool) -> tuple[int, str]:
-    """The most epochs worth planning for ``count`` images, and why.
-
-    Pretrained: as many as the official run shows each image (160,000 iterations of 16
-    images over ADE20K's 20,210: about 127 passes), i.e. ``160000 * 16 / count``; from
-    scratch :data:`MAX_EPOCHS`.
-    """
-    if pretrained:
-        epochs = max(1, math.ceil(OFFICIAL_ITERATIONS * OFFICIAL_BATCH / max(1, count)))
-        return epochs, f"the official run's {OFFICIAL_ITERATIONS:,} x {OFFICIAL_BATCH} images over these {count:,}"
-    return MAX_EPOCHS, f"at most {MAX_EPOCHS} from scratch"
-
-
 def after_timing(recipe: SegRecipe, epochs: int, steps_per_epoch: int, reason: str) -> tuple[SegRecipe, list[Choice]]:
     """Set ``epochs`` (chosen for ``reason``, e.g. what fits in ``--time``) and the warm-up that goes with them.
 
@@ -277,35 +258,3 @@ def after_timing(recipe: SegRecipe, epochs: int, steps_per_epoch: int, reason: s
         Choice("schedule", recipe.schedule, "power 1, to 0 (official)" if recipe.pretrained else "", "--pretrained"),
     ]
     return dataclasses.replace(recipe, epochs=epochs, warmup_epochs=warmup), choices
-
-
-class WarmupPoly:
-    """The learning-rate factor at a step: mmsegmentation's poly decay times a linear warm-up.
-
-    ``(1 - floor) * (1 - step / total) ** power + floor``, multiplied during the first
-    ``warmup`` steps by a factor rising linearly from ``WARMUP_START`` to 1 (mmcv's linear
-    warm-up of the official Swin segmentation runs). A callable object with the fields of
-    :class:`~swinkit.train.optim.WarmupCosine`, so that a scheduler's state keeps them.
-    """
-
-    def __init__(self, warmup: int, total: int, floor: float = 0.0, power: float = 1.0) -> None:
-        self.warmup = warmup
-        self.total = total
-        self.floor = floor
-        self.power = power
-
-    def __call__(self, step: int) -> float:
-        progress = min(1.0, step / max(self.total, 1))
-        factor = (1.0 - self.floor) * (1.0 - progress) ** self.power + self.floor
-        if step < self.warmup:
-            factor *= WARMUP_START + (1.0 - WARMUP_START) * step / self.warmup
-        return factor
-
-
-def build_poly_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr: float = 0.0, power: float = 1.0
-) -> LRScheduler:
-    """:class:`WarmupPoly` for every parameter group, stepped once per optimiser step (``min_lr`` the floor)."""
-    warmup_steps = min(max(warmup_steps, 0), max(total_steps - 1, 0))
-    factors = [WarmupPoly(warmup_steps, total_steps, min_lr / group["lr"], power) for group in optimizer.param_groups]
-    return LambdaLR(optimizer, factors)
