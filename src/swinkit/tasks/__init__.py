@@ -16,13 +16,14 @@ from types import MappingProxyType
 
 from swinkit.tasks.base import CommandOptions, Report, Task
 from swinkit.tasks.classify import ClassifyTask
+from swinkit.tasks.segment import SegmentTask
 from swinkit.train.config import TrainConfig
 from swinkit.train.loop import TrainResult
 from swinkit.train.loop import train as train_task
 from swinkit.train.rundir import CONFIG_FILE
 
 #: The tasks by name; the first is the default.
-TASKS: Mapping[str, type[Task]] = MappingProxyType({"classify": ClassifyTask})
+TASKS: Mapping[str, type[Task]] = MappingProxyType({"classify": ClassifyTask, "segment": SegmentTask})
 #: The task of runs and checkpoints that name none.
 DEFAULT_TASK = "classify"
 

@@ -27,8 +27,6 @@ from swinkit.train.recipe import Candidate, Choice, choose_geometry, choose_lr, 
 #: Images from which each compact rung is chosen: a mask labels every pixel, so a segmentation
 #: image teaches more than a class label and the ladder climbs at a tenth of classification's counts.
 RUNG_FROM_IMAGES: dict[str, int] = {"swin_atto": 0, "swin_femto": 100, "swin_pico": 1000, "swin_nano": 4000}
-#: The backbone trained from ImageNet weights (the official configuration's smallest).
-PRETRAINED_BACKBONE = "swin_t"
 #: The official crop, and the smallest the recipe takes from pretrained weights (stage 4 at 4x4 tokens).
 OFFICIAL_CROP = 512
 MIN_PRETRAINED_CROP = 128
@@ -52,16 +50,16 @@ MAX_BATCH = 16
 class SegRecipe:
     """What :func:`choose_recipe` decided.
 
-    ``backbone`` is a registered Swin name with ``overrides`` (patch, window, depths, heads,
-    channels) from scratch; ``head`` and ``aux_head`` the widths of the UperNet and auxiliary
-    heads; ``crop`` the training crop side, also the shorter side images are rescaled to before
+    ``backbone`` is a registered Swin name (None: the pretrained checkpoint's) with
+    ``overrides`` (patch, window, depths, heads, channels) from scratch; ``head`` and
+    ``aux_head`` the widths of the UperNet and auxiliary heads; ``crop`` the training crop side, also the shorter side images are rescaled to before
     the random ratio (as mmsegmentation's 512 for 512 crops); ``schedule`` ``"poly"``
     (official, pretrained) or ``"cosine"``; ``candidates`` the cheaper backbones to step down
     to when too few epochs fit in the time. ``epochs`` and ``warmup_epochs`` are None until
     :func:`after_timing`.
     """
 
-    backbone: str
+    backbone: str | None
     overrides: dict[str, object]
     head: int
     aux_head: int
@@ -79,10 +77,8 @@ class SegRecipe:
     warmup_epochs: float | None = None
 
 
-def choose_rung(count: int, pretrained: bool) -> tuple[str, str]:
-    """The backbone for ``count`` training images, and why."""
-    if pretrained:
-        return PRETRAINED_BACKBONE, "pretrained weights: the official configuration's Swin-T"
+def choose_rung(count: int) -> tuple[str, str]:
+    """The compact backbone for ``count`` training images (from scratch), and why."""
     chosen = COMPACT[0]
     for name in COMPACT:
         if count >= RUNG_FROM_IMAGES[name]:
@@ -91,14 +87,14 @@ def choose_rung(count: int, pretrained: bool) -> tuple[str, str]:
     return chosen, f"{count:,} training images (ladder: {limits}; every pixel is labelled)"
 
 
-def choose_head(backbone: str, pretrained: bool) -> tuple[int, int, str]:
+def choose_head(backbone: str | None, pretrained: bool) -> tuple[int, int, str]:
     """The widths of the UperNet head and of the auxiliary head, and why.
 
     Pretrained: the official 512 and 256. From scratch: the official ratio to Swin-T's 96
     channels (512 / 96, in multiples of 16) applied to the backbone's embedding width, the
     auxiliary head half of it, so that the head does not outweigh a compact backbone.
     """
-    if pretrained:
+    if pretrained or backbone is None:
         return OFFICIAL_HEAD, OFFICIAL_AUX_HEAD, "the official widths"
     width = get_config(backbone).embed_dim
     head = 16 * max(1, round(width / 3))
@@ -157,6 +153,7 @@ def choose_recipe(
     batch: int | None = None,
     lr: float | None = None,
     backbone: str | None = None,
+    head: int | None = None,
 ) -> tuple[SegRecipe, list[Choice]]:
     """The recipe for the training pairs ``profile`` describes; the settings given are kept and reported as given.
 
@@ -185,18 +182,23 @@ def choose_recipe(
 
     overrides: dict[str, object] = {}
     candidates: tuple[Candidate, ...] = ()
-    if backbone is None:
-        backbone, why = choose_rung(profile.count, pretrained)
-        if not pretrained:
-            geometry = choose_geometry(crop, fixed_size=True)
-            found = step_down_candidates(backbone, geometry, profile.channels)
-            overrides = {**found[0].overrides, "in_chans": profile.channels}
-            candidates = tuple(found[1:])
-            why += f"; patch {geometry.patch}, window {geometry.window}, {geometry.stages} stages"
-        choices.append(Choice("backbone", backbone, why, "--model"))
-    else:
+    if backbone is not None:
         choices.append(Choice("backbone", backbone, "given", "--model"))
-    head, aux_head, head_why = choose_head(backbone, pretrained)
+    elif pretrained:
+        why = "pretrained weights (the official setting: Swin-T)"
+        choices.append(Choice("backbone", "the checkpoint's", why, "--model"))
+    else:
+        backbone, why = choose_rung(profile.count)
+        geometry = choose_geometry(crop, fixed_size=True)
+        found = step_down_candidates(backbone, geometry, profile.channels)
+        overrides = {**found[0].overrides, "in_chans": profile.channels}
+        candidates = tuple(found[1:])
+        why += f"; patch {geometry.patch}, window {geometry.window}, {geometry.stages} stages"
+        choices.append(Choice("backbone", backbone, why, "--model"))
+    chosen_head, aux_head, head_why = choose_head(backbone, pretrained)
+    if head is not None:
+        chosen_head, aux_head, head_why = head, head // 2, "given"
+    head = chosen_head
     choices.append(Choice("head", f"{head}, auxiliary {aux_head}", head_why, "--set channels=C --set aux_channels=C"))
 
     if pretrained:
@@ -252,9 +254,10 @@ def after_timing(recipe: SegRecipe, epochs: int, steps_per_epoch: int, reason: s
     else:
         warmup = choose_warmup(epochs, steps_per_epoch)
         why = "5% of the run, at least 100 steps, at most a fifth"
+    decay = "power 1, to 0 (official)" if recipe.pretrained else "to 1e-5"
     choices = [
         Choice("epochs", str(epochs), reason, "--epochs, --time"),
         Choice("warm-up", f"{warmup:g} epochs", why, "--warmup-epochs"),
-        Choice("schedule", recipe.schedule, "power 1, to 0 (official)" if recipe.pretrained else "", "--pretrained"),
+        Choice("schedule", recipe.schedule, decay, "--schedule"),
     ]
     return dataclasses.replace(recipe, epochs=epochs, warmup_epochs=warmup), choices

@@ -125,7 +125,7 @@ def draw_segmentation_grid(
     classes: Sequence[str],
     title: str = "",
 ) -> Figure:
-    """Rows of image, ground truth and prediction (each laid over the image), with a legend of the classes shown.
+    """Rows of image, ground truth and prediction (in the classes' colours), with a legend of the classes shown.
 
     At most :data:`GRID_ROWS` samples are drawn; pixels are shown unsmoothed.
     """
@@ -140,7 +140,7 @@ def draw_segmentation_grid(
         truth, predicted = np.asarray(truths[row]), np.asarray(predictions[row])
         shown |= set(np.unique(truth).tolist()) | set(np.unique(predicted).tolist())
         image = np.asarray(images[row])
-        panels = (image, overlay(image, truth, colours), overlay(image, predicted, colours))
+        panels = (image, colorize(truth, colours), colorize(predicted, colours))
         for column, (panel, name) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
             axes[row, column].imshow(panel, cmap="gray" if panel.ndim == 2 else None, interpolation="nearest")
             axes[row, column].set_axis_off()
