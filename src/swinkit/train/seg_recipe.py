@@ -52,10 +52,11 @@ class SegRecipe:
 
     ``backbone`` is a registered Swin name (None: the pretrained checkpoint's) with
     ``overrides`` (patch, window, depths, heads, channels) from scratch; ``head`` and
-    ``aux_head`` the widths of the UperNet and auxiliary heads; ``crop`` the training crop side, also the shorter side images are rescaled to before
-    the random ratio (as mmsegmentation's 512 for 512 crops); ``schedule`` ``"poly"``
-    (official, pretrained) or ``"cosine"``; ``candidates`` the cheaper backbones to step down
-    to when too few epochs fit in the time. ``epochs`` and ``warmup_epochs`` are None until
+    ``aux_head`` the widths of the UperNet and auxiliary heads; ``crop`` the training crop
+    side, also the shorter side images are rescaled to before the random ratio (as
+    mmsegmentation's 512 for 512 crops); ``schedule`` ``"poly"`` (official, pretrained) or
+    ``"cosine"``; ``candidates`` the cheaper backbones to step down to when too few epochs fit
+    in the time. ``epochs`` and ``warmup_epochs`` are None until
     :func:`after_timing`.
     """
 
