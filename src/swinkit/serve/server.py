@@ -17,7 +17,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from swinkit.classifier import load_classifier
+from swinkit.segmenter import open_segmenter
 from swinkit.serve.app import ServeSettings, create_app
+from swinkit.serve.segment import create_segment_app
 from swinkit.tasks import task_for
 
 #: The environment variable through which ``serve`` hands its options to worker processes.
@@ -36,8 +38,16 @@ def classifier_app(source: str, device: str | None, precision: str, settings: Se
     return create_app(load_classifier(source, device, precision), settings, precision)
 
 
+def segmenter_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
+    """The application of a segmenter: masks and overlays, the page (:func:`create_segment_app`)."""
+    return create_segment_app(open_segmenter(source, device, precision), settings)
+
+
 #: Each task's application builder ``(source, device, precision, settings) -> FastAPI``, by task name.
-APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {"classify": classifier_app}
+APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {
+    "classify": classifier_app,
+    "segment": segmenter_app,
+}
 
 
 def build_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
