@@ -8,12 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
+import swinkit
 from swinkit.cli import main
+from swinkit.model import SwinUperNet, create_model
+from swinkit.preprocessing import Preprocessing
 from swinkit.tasks import task_for
 from swinkit.tasks.segment import GRID_FILE, IOU_FILE, SegmentTask
 from swinkit.train.config import TrainConfig
+from swinkit.train.distributed import Distributed
+from swinkit.train.lora import LoraAdapters
+from swinkit.train.task import Runtime
 
 CLASSES = ("background", "square", "disc")
 
@@ -105,3 +112,52 @@ def test_segmentation_recipe_settings() -> None:
         task.resolve(TrainConfig(task="segment"))
     with pytest.raises(ValueError, match="not recipe 'imagenet'"):
         task.resolve(TrainConfig(task="segment", data="d", recipe="imagenet"))
+
+
+def test_lora_adapts_the_backbone_and_trains_both_heads(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    torch.manual_seed(0)
+    model = create_model("upernet_swin_atto", num_classes=3, img_size=32, channels=16, aux_channels=8)
+    task = SegmentTask()
+    adapters = LoraAdapters(model, rank=2, heads=task.lora_heads(model))
+
+    assert len(adapters.adapted_layers) == 4 * 6 and adapters.adapted_layers[0].startswith("backbone.stages.0.")
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad and "lora_" not in name}
+    assert trained == {"head", "aux_head", "stage_norms"}
+    frozen = [name for name, p in model.named_parameters() if name.startswith("backbone.") and "lora_" not in name]
+    assert frozen and not any(p.requires_grad for name, p in model.named_parameters() if name in frozen)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    model.eval()
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        adapted = model(pixels)
+    adapters.save(tmp_path / "ckpt", Preprocessing((3, 32, 32), crop_pct=1.0), task.save_model)
+    reloaded = swinkit.create_model(pretrained=str(tmp_path / "ckpt")).eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(pixels), adapted, atol=1e-4)
+    assert (tmp_path / "ckpt" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_classifier_checkpoint_starts_the_backbone(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    classifier = swinkit.create_model("swin_atto", num_classes=5)
+    swinkit.save_pretrained(classifier, tmp_path / "classifier")
+    task, said = SegmentTask(), []
+    cpu = torch.device("cpu")
+    task.bind(Runtime(cpu, "fp32", Distributed(rank=0, world_size=1, local_rank=0, device=cpu), said.append))
+    task.classes = list(CLASSES)
+    overrides = {"channels": 16, "aux_channels": 8}
+    config = task.resolve(TrainConfig(task="segment", data="d", pretrained=str(tmp_path / "classifier"),
+                                      img_size=48, model_overrides=overrides))  # fmt: skip
+
+    model = task.build_model(config)
+
+    assert isinstance(model, SwinUperNet) and model.config.labels == CLASSES and model.config.channels == 16
+    assert model.config.backbone.img_size == (48, 48) and "heads are new" in said[0]
+    backbone = model.backbone.state_dict()
+    kept = {name: tensor for name, tensor in classifier.state_dict().items() if not name.startswith(("head.", "norm."))}
+    assert all(torch.equal(backbone[name], tensor) for name, tensor in kept.items())
+    assert task.preprocessing(config, model).input_size == (3, 48, 48)

@@ -247,6 +247,11 @@ class SegmentTask(Task):
         changes = {key: getattr(config, key) for key in ("mean", "std") if getattr(config, key) is not None}
         return base.replace(crop_pct=1.0, **changes)
 
+    def lora_heads(self, model: nn.Module) -> tuple[str, ...]:
+        """Both heads and the stage norms train fully beside the adapters of a LoRA run."""
+        norms = model.stage_norms if model.stage_norms is not None else []
+        return ("head", "aux_head", *(f"stage_norms.{index}" for index in range(len(norms))))
+
     def run_record(self, model: nn.Module) -> dict[str, Any]:
         return {"model": model.config.to_dict(), "classes": self.classes}
 
