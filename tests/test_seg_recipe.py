@@ -54,7 +54,8 @@ def test_pretrained_takes_the_official_setting() -> None:
 
 def test_given_settings_are_kept() -> None:
     recipe, choices = choose_recipe(profile(40), crop=40, batch=2, lr=1e-3, backbone="swin_pico")
-    assert (recipe.crop, recipe.batch, recipe.lr, recipe.backbone, recipe.overrides) == (40, 2, 1e-3, "swin_pico", {})
+    assert (recipe.crop, recipe.batch, recipe.lr, recipe.backbone) == (40, 2, 1e-3, "swin_pico")
+    assert recipe.overrides == {"in_chans": 1}  # the data's channels, with the named model's shape
     assert recipe.head == 336 and choose_recipe(profile(40), backbone="swin_nano")[0].head == 512
     given = {choice.setting for choice in choices if choice.reason == "given"}
     assert given == {"crop", "batch", "learning rate", "backbone"}

@@ -17,6 +17,7 @@ from swinkit.model import SwinUperNet, create_model
 from swinkit.preprocessing import Preprocessing
 from swinkit.tasks import task_for
 from swinkit.tasks.segment import GRID_FILE, IOU_FILE, SegmentTask
+from swinkit.train import loop
 from swinkit.train.config import TrainConfig
 from swinkit.train.distributed import Distributed
 from swinkit.train.lora import LoraAdapters
@@ -161,3 +162,32 @@ def test_a_classifier_checkpoint_starts_the_backbone(tmp_path: Path) -> None:
     kept = {name: tensor for name, tensor in classifier.state_dict().items() if not name.startswith(("head.", "norm."))}
     assert all(torch.equal(backbone[name], tensor) for name, tensor in kept.items())
     assert task.preprocessing(config, model).input_size == (3, 48, 48)
+
+
+def test_a_killed_segmentation_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_shapes(tmp_path / "train", 8, seed=2)
+    write_shapes(tmp_path / "val", 2, seed=3)
+
+    def config(name: str) -> TrainConfig:
+        return TrainConfig(task="segment", data=str(tmp_path / "train"), val=str(tmp_path / "val"), epochs=2,
+                           batch_size=4, lr=3e-3, img_size=16, output=str(tmp_path), name=name, quiet=True, workers=0,
+                           model_overrides={"channels": 16, "aux_channels": 8, "patch_size": 2})  # fmt: skip
+
+    whole = loop.train(config("whole"), task=SegmentTask())
+
+    class Killed(Exception):
+        pass
+
+    def die(self: object, row: object, epochs: int) -> None:
+        raise Killed
+
+    monkeypatch.setattr(loop._Trainer, "_report", die)
+    with pytest.raises(Killed):
+        loop.train(config("cut"), task=SegmentTask())
+    monkeypatch.undo()
+    resumed = loop.train(TrainConfig(task="segment", quiet=True), resume=tmp_path / "cut", task=SegmentTask())
+
+    expected = torch.load(whole.run_dir / "last" / "training_state.pt", weights_only=True)["model"]
+    got = torch.load(resumed.run_dir / "last" / "training_state.pt", weights_only=True)["model"]
+    assert all(torch.equal(value, got[name]) for name, value in expected.items())
+    assert resumed.best == whole.best and resumed.final.metrics["miou"] == whole.final.metrics["miou"]

@@ -184,6 +184,8 @@ def choose_recipe(
     overrides: dict[str, object] = {}
     candidates: tuple[Candidate, ...] = ()
     if backbone is not None:
+        if not pretrained:
+            overrides = {"in_chans": profile.channels}
         choices.append(Choice("backbone", backbone, "given", "--model"))
     elif pretrained:
         why = "pretrained weights (the official setting: Swin-T)"
