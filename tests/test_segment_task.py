@@ -101,6 +101,13 @@ def test_eval_and_predict_read_the_run(trained: tuple[Path, Path, Path], tmp_pat
     with Image.open(masks / "00_overlay.png") as picture:
         assert picture.size == (24, 24) and picture.mode == "RGB"
 
+    # Sliding windows of 8 pixels every 4 over the 16-pixel input: a mask of the image's size still.
+    slid = tmp_path / "slid"
+    code = main(["predict", "--model", str(run), str(val / "images" / "00.png"), "--masks-to", str(slid),
+                 "--slide-window", "8", "--slide-stride", "4"])  # fmt: skip
+    with Image.open(slid / "00_mask.png") as mask:
+        assert code == 0 and np.asarray(mask).shape == (24, 24) and (np.asarray(mask) == expected).mean() > 0.5
+
 
 def test_segmentation_recipe_settings() -> None:
     task = SegmentTask()
