@@ -32,7 +32,7 @@ from swinkit.checkpoints.segmentation import create_segmenter, detect_format, sa
 from swinkit.data.seg_transforms import PairDataset, SegAugment, build_seg_transforms
 from swinkit.data.segmentation import IGNORE_INDEX, SegmentationBundle, load_segmentation
 from swinkit.model import SwinUperNet, create_model
-from swinkit.model.upernet import PREFIX, segmentation_loss
+from swinkit.model.upernet import PREFIX, resize, segmentation_loss
 from swinkit.preprocessing import Preprocessing
 from swinkit.segmenter import evaluate_masks, open_segmenter, predict_masks
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
@@ -93,7 +93,7 @@ class SegmentationEvaluator(Evaluator):
                 logits = model(pixels)
             for row, index in enumerate(members):
                 mask = masks[index].to(device)[None]
-                scaled = F.interpolate(logits[row : row + 1].float(), size=mask.shape[-2:], mode="bilinear")
+                scaled = resize(logits[row : row + 1].float(), mask.shape[-2:])
                 self.sums[0] += F.cross_entropy(scaled, mask, ignore_index=IGNORE_INDEX, reduction="sum").double()
                 self.sums[1] += int((mask != IGNORE_INDEX).sum())
                 predicted = self.meter.update(scaled, mask)
@@ -373,7 +373,7 @@ class SegmentTask(Task):
         """A normalised image tensor back to uint8 pixels at the mask's size."""
         pre = self._preprocessing
         mean, std = torch.tensor(pre.mean)[:, None, None], torch.tensor(pre.std)[:, None, None]
-        pixels = F.interpolate((image * std + mean)[None], size=tuple(size), mode="bilinear")[0]
+        pixels = resize((image * std + mean)[None], size)[0]
         array = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         return array[..., 0] if array.shape[2] == 1 else array
 
