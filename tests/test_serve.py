@@ -3,11 +3,8 @@
 import asyncio
 import io
 import logging
-import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +26,7 @@ from swinkit.cli import serve as serve_command
 from swinkit.classifier import load_classifier, predict
 from swinkit.serve import Batcher, ModelRunner, QueueFullError, ServeSettings, create_app
 from swinkit.viz.figure import DEFAULT_DPI
+from serving import headless_chromium, serve_process
 
 LABELS = ("cat", "dog", "bird")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -642,43 +640,12 @@ def test_workers_build_the_app_from_the_environment(monkeypatch, model_dir):
 # --- a real server on loopback -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(model_dir, tmp_path_factory):
     """``swinkit serve`` in its own process on 127.0.0.1 (a free port), as a user starts it."""
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "swinkit", "serve", str(model_dir), "--port", str(port)]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--max-batch", "8", "--max-wait-ms", "20"], stdout=log_file, stderr=log_file
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"swinkit serve exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"swinkit serve did not answer within 90 s:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    yield url, process, log_path
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    for url, process in serve_process(model_dir, log_path, ["--max-batch", "8", "--max-wait-ms", "20"]):
+        yield url, process, log_path
 
 
 def test_concurrent_clients_on_loopback_all_get_predicts_answers(live_server, expected):
@@ -739,27 +706,7 @@ def test_server_answers_curl_like_requests_and_logs_errors(live_server):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    for program in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        assert os.path.exists(program), f"{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1400",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    yield from headless_chromium("--window-size=1200,1400")
 
 
 def test_the_page_in_a_real_browser_shows_the_label_and_the_overlay(live_server, browser, image_files, expected):

@@ -174,8 +174,9 @@ def test_the_loop_refuses_a_task_other_than_the_settings_name(tmp_path):
 
 
 def test_tasks_are_found_by_name_and_by_run(tmp_path):
-    assert list(TASKS)[0] == "classify" and get_task("classify").name == "classify"
+    assert list(TASKS)[0] == "classify" and get_task("classify").name == "classify"  # the default comes first
     assert get_task("pretrain").name == "pretrain"
+    assert get_task("segment").name == "segment" and get_task("detect").name == "detect"
     with pytest.raises(ValueError, match="task 'segmant' is not one of classify"):
         get_task("segmant")
     run = tmp_path / "old-run"

@@ -70,12 +70,19 @@ _FORMS = {
 
 
 def _field_kinds() -> dict[str, str]:
-    """The kind of value each :class:`~swinkit.model.SwinConfig` field takes, read off its annotation."""
-    from swinkit.model import SwinConfig
+    """The kind of value each model field takes, read off its annotation.
+
+    The fields are :class:`~swinkit.model.SwinConfig`'s and a segmenter's heads'
+    (:class:`~swinkit.model.SegmenterConfig`, but its backbone).
+    """
+    from swinkit.model import SegmenterConfig, SwinConfig
 
     kinds = {"int": "int", "float": "float", "bool": "bool", "tuple[int, ...]": "ints", "tuple[str, ...]": "strings"}
     result = {}
-    for field in dataclasses.fields(SwinConfig):
+    head_fields = [field for field in dataclasses.fields(SegmenterConfig) if field.name != "backbone"]
+    for field in [*dataclasses.fields(SwinConfig), *head_fields]:
+        if field.name in result:
+            continue
         annotation = str(field.type).replace(" ", "")
         if annotation == "int|tuple[int,int]":
             result[field.name] = "size"

@@ -16,7 +16,7 @@ from swinkit.cli.arguments import add_task_arguments, parse_model_override, task
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
 from swinkit.tasks import TASKS, train
-from swinkit.train.config import PRECISIONS, RECIPES, TrainConfig
+from swinkit.train.config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig
 from swinkit.train.loop import TrainingDiverged
 from swinkit.train.timing import parse_duration, process_age
 
@@ -126,6 +126,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--lr", type=float, help="peak learning rate (at --lr-base-batch, scaled linearly)")
     optim.add_argument("--lr-base-batch", type=int, help="global batch the lr is given for; 0 = do not scale")
     optim.add_argument("--min-lr", type=float, help="floor of the cosine decay")
+    optim.add_argument(
+        "--schedule", choices=SCHEDULES, help="decay after the warm-up: cosine (default) or poly (power 1)"
+    )
     optim.add_argument("--warmup-epochs", type=float, help="linear warm-up length, in epochs (fractions allowed)")
     optim.add_argument("--weight-decay", type=float, help="AdamW weight decay (never on norms, biases, bias tables)")
     optim.add_argument("--layer-decay", type=float, help="layer-wise lr decay factor in (0, 1]; 1 = off")

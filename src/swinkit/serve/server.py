@@ -17,8 +17,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from swinkit.classifier import load_classifier
+from swinkit.segmenter import open_segmenter
 from swinkit.serve.app import ServeSettings, create_app
 from swinkit.serve.detect import create_detection_app
+from swinkit.serve.segment import create_segment_app
 from swinkit.tasks import task_for
 from swinkit.tasks.detect import read_detector
 
@@ -46,10 +48,16 @@ def detector_app(source: str, device: str | None, precision: str, settings: Serv
     return create_detection_app(model, settings)
 
 
+def segmenter_app(source: str, device: str | None, precision: str, settings: ServeSettings) -> FastAPI:
+    """The application of a segmenter: masks and overlays, the page (:func:`create_segment_app`)."""
+    return create_segment_app(open_segmenter(source, device, precision), settings)
+
+
 #: Each task's application builder ``(source, device, precision, settings) -> FastAPI``, by task name.
 APPS: dict[str, Callable[[str, str | None, str, ServeSettings], FastAPI]] = {
     "classify": classifier_app,
     "detect": detector_app,
+    "segment": segmenter_app,
 }
 
 

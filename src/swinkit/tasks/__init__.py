@@ -18,6 +18,7 @@ from swinkit.tasks.base import CommandOptions, Report, Task
 from swinkit.tasks.classify import ClassifyTask
 from swinkit.tasks.detect import DetectTask
 from swinkit.tasks.pretrain import PretrainTask
+from swinkit.tasks.segment import SegmentTask
 from swinkit.train.config import TrainConfig
 from swinkit.train.loop import TrainResult
 from swinkit.train.loop import train as train_task
@@ -25,7 +26,7 @@ from swinkit.train.rundir import CONFIG_FILE
 
 #: The tasks by name; the first is the default.
 TASKS: Mapping[str, type[Task]] = MappingProxyType(
-    {"classify": ClassifyTask, "detect": DetectTask, "pretrain": PretrainTask}
+    {"classify": ClassifyTask, "segment": SegmentTask, "detect": DetectTask, "pretrain": PretrainTask}
 )
 #: The task of runs and checkpoints that name none.
 DEFAULT_TASK = "classify"

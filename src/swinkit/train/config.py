@@ -21,6 +21,8 @@ from swinkit.data.transforms import CROPS, AugmentConfig
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTS = ("randaugment", "trivial", "none")
 RECIPES = ("auto", "imagenet", "finetune", "digits")
+#: Learning-rate decays after the warm-up (see :func:`swinkit.train.optim.build_scheduler`).
+SCHEDULES = ("cosine", "poly")
 
 #: The default budget of a data-chosen run (seconds): a first run on a CPU.
 DEFAULT_BUDGET = 600.0
@@ -130,6 +132,8 @@ class TrainConfig:
     reads (its own command-line flags), by name.
     ``lr`` is the peak learning rate at ``lr_base_batch`` (0: not scaled); the effective
     rate is ``lr * global_batch / lr_base_batch``, the linear scaling rule of the paper.
+    ``schedule`` is the decay after the warm-up: ``"cosine"`` (every named recipe's) or
+    ``"poly"`` (power 1, mmsegmentation's), to ``min_lr``.
     ``lora`` > 0 fine-tunes LoRA adapters of that rank (see :mod:`swinkit.train.lora`) on
     the ``lora_targets`` layers of every block, scaled by ``lora_alpha / lora`` (alpha
     defaults to the rank), plus the head; 0 trains every parameter.
@@ -160,6 +164,7 @@ class TrainConfig:
     min_lr: float | None = None
     warmup_epochs: float | None = None
     weight_decay: float | None = None
+    schedule: str | None = None
     layer_decay: float | None = None
     clip_grad: float | None = None
     label_smoothing: float | None = None
@@ -226,6 +231,12 @@ class TrainConfig:
             filled.time_budget = DEFAULT_BUDGET
         if filled.layer_decay is None:
             filled.layer_decay = 1.0
+        if filled.schedule is None:
+            filled.schedule = "cosine"
+        if name == "auto" and filled.pretrained:
+            raise ValueError(
+                "recipe 'auto' trains from scratch; with pretrained weights use recipe 'finetune' (the default)"
+            )
         filled.validate()
         return filled
 
@@ -235,10 +246,8 @@ class TrainConfig:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.recipe is not None and self.recipe not in RECIPES:
             raise ValueError(f"recipe {self.recipe!r} is not one of {', '.join(RECIPES)}")
-        if self.recipe == "auto" and self.pretrained:
-            raise ValueError(
-                "recipe 'auto' trains from scratch; with pretrained weights use recipe 'finetune' (the default)"
-            )
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.auto_augment is not None and self.auto_augment not in AUGMENTS:
             try:
                 AugmentConfig(auto_augment=self.auto_augment)

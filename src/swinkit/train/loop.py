@@ -247,6 +247,7 @@ class _Trainer:
             total_steps=self.steps_per_epoch * config.epochs,
             warmup_steps=round(config.warmup_epochs * self.steps_per_epoch),
             min_lr=config.min_lr,
+            schedule=config.schedule,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.ema = (
@@ -284,7 +285,13 @@ class _Trainer:
         self.lora = None
         if config.lora:
             self.lora = LoraAdapters(
-                self.model, config.lora, config.lora_alpha, config.lora_dropout, config.lora_targets, config.pretrained
+                self.model,
+                config.lora,
+                config.lora_alpha,
+                config.lora_dropout,
+                config.lora_targets,
+                config.pretrained,
+                heads=self.task.lora_heads(self.model),
             )
             self.printer.line(self.lora.summary())
         self.rng_after_init = _rng_state()
@@ -643,7 +650,7 @@ class _Trainer:
 
         def export(folder: Path) -> None:
             if self.lora is not None:
-                self.lora.save(folder, self.preprocessing)
+                self.lora.save(folder, self.preprocessing, self.task.save_model)
             else:
                 self.task.save_model(self.eval_model, folder, self.preprocessing)
 

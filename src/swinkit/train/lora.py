@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
 from torch import nn
 
-import swinkit
 from swinkit.model import SwinTransformer
 from swinkit.preprocessing import Preprocessing
 
@@ -30,7 +30,7 @@ DEFAULT_TARGETS = "qkv,proj,fc1,fc2"
 #: Sub-folder of a checkpoint holding the PEFT adapter.
 ADAPTER_FOLDER = "adapter"
 #: The block-local paths of the Linear layers a target name may pick.
-_BLOCK_LAYER = re.compile(r"stages\.\d+\.blocks\.\d+\.(?P<path>.+)")
+_BLOCK_LAYER = re.compile(r"(?:.*\.)?stages\.\d+\.blocks\.\d+\.(?P<path>.+)")
 
 
 def require_peft() -> ModuleType:
@@ -57,7 +57,8 @@ def parse_targets(targets: str) -> list[str]:
 def target_pattern(model: SwinTransformer, targets: str) -> str:
     """The PEFT ``target_modules`` regular expression for ``targets`` (layer names, comma-separated).
 
-    Only Linear layers inside the blocks match (``stages.S.blocks.B.attn.qkv``, ...), never
+    Only Linear layers inside the blocks match (``stages.S.blocks.B.attn.qkv``, ...; inside a
+    segmenter ``backbone.stages.S.blocks.B.attn.qkv``), never
     the patch embedding's ``proj`` convolution, the merging ``reduction`` or the head.
     Raises ValueError for a name that is no block Linear layer, listing the accepted ones.
     """
@@ -75,7 +76,7 @@ def target_pattern(model: SwinTransformer, targets: str) -> str:
             f"blocks; accepted: {', '.join(sorted(paths))}"
         )
     chosen = sorted(set().union(*(paths[name] for name in wanted)))
-    return r"stages\.\d+\.blocks\.\d+\.(?:" + "|".join(re.escape(path) for path in chosen) + ")"
+    return r"(?:.*\.)?stages\.\d+\.blocks\.\d+\.(?:" + "|".join(re.escape(path) for path in chosen) + ")"
 
 
 class LoraAdapters:
@@ -83,10 +84,11 @@ class LoraAdapters:
 
     ``alpha`` scales the update by ``alpha / rank`` (default: the rank, scale 1);
     ``dropout`` applies to the adapters' input; ``targets`` names the block layers to adapt
-    (see :func:`target_pattern`); ``base`` (the pretrained source) is recorded in the
-    adapter's config. After construction ``model`` runs with its adapters; its parameters
-    that still need gradients are the adapters' ``A`` and ``B`` and a trainable copy of the
-    head (PEFT's ``modules_to_save``). ``peft_model`` is PEFT's wrapper around the same modules.
+    (see :func:`target_pattern`); ``heads`` names the modules trained fully beside the adapters
+    (PEFT's ``modules_to_save``; a module whose name ends with one counts); ``base`` (the
+    pretrained source) is recorded in the adapter's config. After construction ``model`` runs
+    with its adapters; its parameters that still need gradients are the adapters' ``A`` and
+    ``B`` and trainable copies of the heads. ``peft_model`` is PEFT's wrapper around the same modules.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class LoraAdapters:
         dropout: float = 0.0,
         targets: str = DEFAULT_TARGETS,
         base: str | None = None,
+        heads: Sequence[str] = ("head",),
     ) -> None:
         peft = require_peft()
         if rank < 1:
@@ -109,7 +112,7 @@ class LoraAdapters:
             lora_alpha=self.alpha,
             lora_dropout=dropout,
             target_modules=target_pattern(model, targets),
-            modules_to_save=["head"],
+            modules_to_save=list(heads),
         )
         self.model = model
         self.peft_model = peft.get_peft_model(model, config)
@@ -138,7 +141,9 @@ class LoraAdapters:
         """A plain copy of the model with the adapters merged into its weights and the trained head."""
         return copy.deepcopy(self.peft_model).merge_and_unload()
 
-    def save(self, folder: Path, preprocessing: Preprocessing) -> None:
-        """Write the merged model (swinkit's format) into ``folder`` and the adapter (PEFT's) into ``folder/adapter``."""
-        swinkit.save_pretrained(self.merged(), folder, format="native", preprocessing=preprocessing)
+    def save(
+        self, folder: Path, preprocessing: Preprocessing, save_model: Callable[[nn.Module, Path, Preprocessing], None]
+    ) -> None:
+        """Write the merged model into ``folder`` with ``save_model``, the adapter (PEFT's) into ``folder/adapter``."""
+        save_model(self.merged(), folder, preprocessing)
         self.peft_model.save_pretrained(str(Path(folder) / ADAPTER_FOLDER), safe_serialization=True)

@@ -2,8 +2,8 @@
 
 AdamW with no weight decay on norms, biases and the relative position bias tables (for
 Swin V2: the continuous position bias MLP and the logit scales, as the official V2 code),
-optional layer-wise learning-rate decay, and a linear warm-up followed by a cosine decay,
-stepped once per optimiser step.
+optional layer-wise learning-rate decay, and a linear warm-up followed by a cosine decay
+(or mmsegmentation's poly decay), stepped once per optimiser step.
 """
 
 from __future__ import annotations
@@ -100,15 +100,45 @@ class WarmupCosine:
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr: float
-) -> LRScheduler:
-    """Linear warm-up for ``warmup_steps``, then cosine decay to ``min_lr`` (the same floor for every group).
+class WarmupPoly:
+    """The learning-rate factor at a step: mmsegmentation's poly decay times a linear warm-up.
 
+    ``(1 - floor) * (1 - step / total) ** power + floor``, multiplied during the first
+    ``warmup`` steps by a factor rising linearly from ``WARMUP_START`` to 1 (mmcv's linear
+    warm-up of the official Swin segmentation runs). The fields of :class:`WarmupCosine`.
+    """
+
+    def __init__(self, warmup: int, total: int, floor: float, power: float = 1.0) -> None:
+        self.warmup = warmup
+        self.total = total
+        self.floor = floor
+        self.power = power
+
+    def __call__(self, step: int) -> float:
+        progress = min(1.0, step / max(self.total, 1))
+        factor = (1.0 - self.floor) * (1.0 - progress) ** self.power + self.floor
+        if step < self.warmup:
+            factor *= WARMUP_START + (1.0 - WARMUP_START) * step / self.warmup
+        return factor
+
+
+#: The decays :func:`build_scheduler` builds, by name.
+DECAYS = {"cosine": WarmupCosine, "poly": WarmupPoly}
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr: float, schedule: str = "cosine"
+) -> LRScheduler:
+    """Linear warm-up for ``warmup_steps``, then ``schedule`` decay to ``min_lr`` (the same floor for every group).
+
+    ``schedule`` is ``"cosine"`` (:class:`WarmupCosine`) or ``"poly"`` (:class:`WarmupPoly`).
     The schedule is stepped once per optimiser step; ``total_steps`` counts those steps.
     """
+    if schedule not in DECAYS:
+        raise ValueError(f"schedule {schedule!r} is not one of {', '.join(DECAYS)}")
     warmup_steps = min(max(warmup_steps, 0), max(total_steps - 1, 0))
-    factors = [WarmupCosine(warmup_steps, total_steps, min_lr / group["lr"]) for group in optimizer.param_groups]
+    decay = DECAYS[schedule]
+    factors = [decay(warmup_steps, total_steps, min_lr / group["lr"]) for group in optimizer.param_groups]
     return LambdaLR(optimizer, factors)
 
 
@@ -119,7 +149,8 @@ def set_total_steps(scheduler: LRScheduler, total_steps: int) -> None:
     shortened schedule. The new length is part of the scheduler's state, so a resumed run
     keeps it.
     """
-    if not isinstance(scheduler, LambdaLR) or not all(isinstance(f, WarmupCosine) for f in scheduler.lr_lambdas):
+    decays = tuple(DECAYS.values())
+    if not isinstance(scheduler, LambdaLR) or not all(isinstance(f, decays) for f in scheduler.lr_lambdas):
         raise ValueError(f"expected the schedule of build_scheduler, got {type(scheduler).__name__}")
     for factor in scheduler.lr_lambdas:
         factor.warmup = min(factor.warmup, round(factor.warmup * total_steps / max(factor.total, 1)))

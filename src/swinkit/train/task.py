@@ -257,6 +257,10 @@ class TrainingTask(abc.ABC):
         """
         return parameter_groups(model, weight_decay, layer_decay)
 
+    def lora_heads(self, model: nn.Module) -> tuple[str, ...]:
+        """The modules a LoRA run trains fully beside the adapters (PEFT's ``modules_to_save``): the head."""
+        return ("head",)
+
     def run_record(self, model: nn.Module) -> dict[str, Any]:
         """Entries of the run's ``config.json`` beside the settings (by default the model's config)."""
         return {"model": model.config.to_dict()}
