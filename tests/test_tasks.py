@@ -7,7 +7,9 @@ and writes the task's metrics to the metrics file and the epoch lines.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 
+from swinkit.cli import build_parser
+from swinkit.cli.arguments import task_options
+from swinkit.cli.train import config_from_args
 from swinkit.preprocessing import Preprocessing
 from swinkit.tasks import TASKS, get_task, task_for
 from swinkit.train import loop
@@ -33,11 +38,10 @@ class ToyEvaluator(Evaluator):
         self.squared = 0.0
         self.count = 0
 
-    def update(self, model: nn.Module, batch: Any) -> int:
+    def update(self, model: nn.Module, batch: Any) -> None:
         inputs, targets = batch
         self.squared += float(((model(inputs) - targets) ** 2).sum())
         self.count += len(inputs)
-        return len(inputs)
 
     def compute(self) -> Scores:
         if self.count == 0:
@@ -134,6 +138,8 @@ def test_the_metrics_file_and_epoch_lines_hold_the_task_metrics(tmp_path, capsys
     assert "  abs_error " in epoch_lines[0]
     assert "data: 48 training and 12 validation rows" in out and "validation: loss" in out
     assert (result.run_dir / "curves.png").stat().st_size > 0
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["train"]["task"] == "toy" and saved["model"] == {"layers": [4, 8, 1]}
 
 
 def test_a_killed_run_resumes_exactly(tmp_path, monkeypatch):
@@ -183,6 +189,19 @@ def test_tasks_are_found_by_name_and_by_run(tmp_path):
     run.mkdir()
     (run / "config.json").write_text('{"train": {"data": "digits"}}')  # written before tasks had names
     assert task_for(run).name == "classify" and task_for("swin_t").name == "classify"
+
+
+def test_train_takes_the_task_and_its_own_flags_only():
+    args = build_parser().parse_args(["train", "--data", "photos"])
+    config = config_from_args(args)
+    assert config.task == "classify" and config.task_options == {}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--task", "segmant"])
+    flags = {"classify": [], "segment": [("crop_size", "--crop-size")]}
+    given = argparse.Namespace(task_flags=flags, crop_size=512)
+    assert task_options(given, "segment") == {"crop_size": 512}
+    with pytest.raises(ValueError, match="--crop-size is a flag of task segment, not of task classify"):
+        task_options(given, "classify")
 
 
 def test_metric_direction():

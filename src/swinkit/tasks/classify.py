@@ -92,14 +92,13 @@ class ClassificationEvaluator(Evaluator):
         self.runtime = task.runtime
         self.counter = ConfusionCounter(len(task.classes), task.runtime.device)
 
-    def update(self, model: nn.Module, batch: Any) -> int:
+    def update(self, model: nn.Module, batch: Any) -> None:
         images, targets = batch
         device = self.runtime.device
         images, targets = images.to(device), targets.to(device)
         with self.runtime.autocast():
             logits = model(images)
         self.counter.add(logits.float(), targets)
-        return images.shape[0]
 
     def compute(self) -> Evaluation:
         return self.counter.result(self.runtime.context)

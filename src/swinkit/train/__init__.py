@@ -1,4 +1,6 @@
-"""Training: recipes, the optimiser and schedule, the loop, run directories and metrics.
+"""Training, for any task: the loop, recipes, the optimiser and schedule, run directories and metrics.
 
-Entry point: :func:`swinkit.train.loop.train` with a :class:`swinkit.train.config.TrainConfig`.
+The loop (:func:`swinkit.train.loop.train`) trains a :class:`swinkit.train.task.TrainingTask`
+from a :class:`swinkit.train.config.TrainConfig`; :func:`swinkit.tasks.train` picks the
+task the settings name.
 """

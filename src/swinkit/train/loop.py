@@ -14,17 +14,13 @@ import contextlib
 import copy
 import dataclasses
 import math
-import random
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -38,7 +34,8 @@ from swinkit.train.config import TrainConfig
 from swinkit.train.distributed import Distributed, setup, teardown
 from swinkit.train.lora import LoraAdapters
 from swinkit.train.optim import build_optimizer, build_scheduler, set_total_steps
-from swinkit.train.rundir import RunDirectory
+from swinkit.train.rng import rng_state, seed_all, set_rng_state
+from swinkit.train.rundir import RunDirectory, new_run_path
 from swinkit.train.task import EvaluationResult, Runtime, TrainingTask
 from swinkit.train.timing import (
     LONG_RUN,
@@ -83,50 +80,6 @@ class TrainResult:
     best: float | None
     final: EvaluationResult | None
     metrics: list[dict[str, Any]]
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _gather(context: Distributed, value: Any) -> list[Any]:
-    if not context.enabled:
-        return [value]
-    gathered: list[Any] = [None] * context.world_size
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def _new_run_dir(config: TrainConfig) -> Path:
-    root = Path(config.output)
-    stem = config.name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, suffix = root / stem, 1
-    while path.exists():
-        suffix += 1
-        path = root / f"{stem}-{suffix}"
-    return path
 
 
 class _Printer:
@@ -234,7 +187,7 @@ class _Trainer:
             self._plan()
         # Training draws random numbers from where the model's initialisation left them,
         # whatever the timing drew.
-        _set_rng_state(self.rng_after_init)
+        set_rng_state(self.rng_after_init)
         config = self.config
 
         global_batch = config.batch_size * context.world_size * config.accum_steps
@@ -269,8 +222,8 @@ class _Trainer:
             self.run_dir = RunDirectory(resume)
             self._restore()
         else:
-            path = _new_run_dir(config) if context.is_main else Path(config.output)
-            path = Path(_gather(context, str(path))[0])
+            path = new_run_path(config.output, config.name) if context.is_main else Path(config.output)
+            path = Path(context.gather(str(path))[0])
             self.run_dir = RunDirectory(path)
             if context.is_main:
                 self.run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -278,7 +231,7 @@ class _Trainer:
 
     def _build_model(self) -> None:
         """The task's model of the settings, initialised from the seed (the same whatever ran before)."""
-        _seed(self.config.seed + self.context.rank)
+        seed_all(self.config.seed + self.context.rank)
         config = self.config
         self.model = self.task.build_model(config).to(self.device)
         self.preprocessing = self.task.preprocessing(config, self.model)
@@ -294,7 +247,7 @@ class _Trainer:
                 heads=self.task.lora_heads(self.model),
             )
             self.printer.line(self.lora.summary())
-        self.rng_after_init = _rng_state()
+        self.rng_after_init = rng_state()
 
     def _clock(self) -> float:
         if self.device.type == "cuda":
@@ -339,7 +292,7 @@ class _Trainer:
         probe.eval()
         with torch.no_grad():
             per_sample = time_calls(lambda: evaluator.update(probe, batch), warmup=0, repeats=1, clock=self._clock)
-        timings = _gather(self.context, (step_seconds, per_sample / evaluated))
+        timings = self.context.gather((step_seconds, per_sample / evaluated))
         return max(t[0] for t in timings), max(t[1] for t in timings)
 
     def _epoch_seconds(self) -> tuple[float, float]:
@@ -460,7 +413,7 @@ class _Trainer:
                 f"this run was saved with {len(ranks)} process(es); resume it with the same number "
                 f"(got {self.context.world_size})"
             )
-        _set_rng_state(ranks[self.context.rank])
+        set_rng_state(ranks[self.context.rank])
         self.rows = [row for row in self.run_dir.read_metrics() if int(row["epoch"]) < self.start_epoch]
         self.printer.line(f"resuming {self.run_dir.path} at epoch {self.start_epoch}/{self.config.epochs}")
 
@@ -551,7 +504,7 @@ class _Trainer:
         epochs = refit(
             self.fit_budget, elapsed, epoch, self.config.epochs, per_epoch, FINAL_SECONDS, self.most_epochs
         )
-        epochs = _gather(self.context, epochs)[0]
+        epochs = self.context.gather(epochs)[0]
         if epochs == self.config.epochs:
             return
         change = "longer" if epochs < self.config.epochs else "shorter"
@@ -631,7 +584,7 @@ class _Trainer:
         self.step += 1
 
     def _save(self, epoch: int, best: bool) -> None:
-        rng = _gather(self.context, _rng_state())
+        rng = self.context.gather(rng_state())
         if not self.context.is_main:
             return
         state = {

@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,17 @@ STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
 LINKS = ("last", "best")
+
+
+def new_run_path(output: str | Path, name: str | None) -> Path:
+    """A folder for a new run in ``output``: ``name`` (default: the start time), with ``-2``, ``-3``... if taken."""
+    root = Path(output)
+    stem = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, suffix = root / stem, 1
+    while path.exists():
+        suffix += 1
+        path = root / f"{stem}-{suffix}"
+    return path
 
 
 class RunDirectory:

@@ -20,10 +20,13 @@ the loaders it built). The loop calls, in order::
     preprocessing(config, model)         what travels with the weights
     build_loaders(config, preprocessing, sampler, generator)
     timing_batch(size), training_step()  timing a few steps (fresh runs, before training)
-    after_timing(config, epochs, ...)    fill what depends on the epochs
+    after_timing(config, epochs, ...)    recipe "auto": fill what depends on the epochs
     per epoch: training_step(model, batch) per batch; evaluator(), update(), compute();
                epoch_pictures(model, folder, epoch) on rank 0
     at the end: final_pictures(result, folder), summary(result, best, best_path)
+
+``best`` is the checkpoint with the best primary metric; a run without validation data
+keeps the one with the lowest training loss.
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ class Evaluator(abc.ABC):
     """
 
     @abc.abstractmethod
-    def update(self, model: nn.Module, batch: Any) -> int:
-        """Run ``model`` on one batch (in the runtime's autocast) and accumulate; returns the batch's samples."""
+    def update(self, model: nn.Module, batch: Any) -> None:
+        """Run ``model`` on one batch (in the runtime's autocast) and accumulate."""
 
     @abc.abstractmethod
     def compute(self) -> EvaluationResult:
