@@ -115,8 +115,10 @@ def _quantize_onnx(source: Path, target: Path, scratch: Path) -> None:
     except ImportError as error:
         raise ValueError("an int8 ONNX export needs onnxruntime: pip install 'swinkit[export]'") from error
     prepared = scratch / "prepared.onnx"
-    # onnxruntime's recommended pre-processing (shape inference, graph optimisation) before quantizing.
-    quant_pre_process(str(source), str(prepared))
+    # onnxruntime's recommended pre-processing (ONNX shape inference, graph optimisation) before quantizing.
+    # Its symbolic shape inference, which serves transformer-specific fusions, gives up on the padding to
+    # whole windows of a graph with a dynamic size (and leaves a scratch file in the working directory).
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     quantize_dynamic(
         str(prepared),
         str(target),
