@@ -11,16 +11,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+# True for FX symbolic tracing alone (the older ``is_fx_tracing`` warns, and is true under torch.export too).
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
 from swinkit.model import ops
 from swinkit.model.ops import WindowLayout
-
-try:  # true for FX symbolic tracing alone (the older name warns, and is true under torch.export too)
-    from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
-except ImportError:  # PyTorch before 2.5
-    from torch.fx._symbolic_trace import is_fx_tracing
 
 #: Hidden width of Swin V2's continuous position bias MLP (official code).
 CPB_HIDDEN = 512
