@@ -3,7 +3,6 @@
 import asyncio
 import io
 import logging
-import os
 import re
 import signal
 import socket
@@ -737,32 +736,8 @@ def test_server_answers_curl_like_requests_and_logs_errors(live_server):
 # --- a real browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    for program in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        assert os.path.exists(program), f"{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1400",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def test_the_page_in_a_real_browser_shows_the_label_and_the_overlay(live_server, browser, image_files, expected):
+def test_the_page_in_a_real_browser_shows_the_label_and_the_overlay(browser, live_server, image_files, expected):
+    """The page in Chromium (the ``browser`` fixture of conftest.py: skipped without it, failed in CI)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
