@@ -83,7 +83,8 @@ def test_eval_cache_of_the_folded_bias_follows_the_table():
         cached = next(iter(entries.values()))[1]
         assert cached.shape == (16, 1, 16, 16)  # nW of the 16x16 map, heads, N, N
         assert attention.additive(model.stages[0].blocks[1].layout(16, 16)) is cached
-        table.add_(1.0)  # an in-place change, as an optimiser step
+        # An in-place change, as an optimiser step; not a constant, which the softmax would not see.
+        table.add_(torch.linspace(0.0, 1.0, table.numel()).view_as(table))
         second = model(x)
     assert not torch.allclose(first, second)
     fresh = swinkit.create_model("swin_t", img_size=64, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
