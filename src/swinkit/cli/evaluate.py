@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from swinkit.cli.arguments import add_precision
+from swinkit.cli.arguments import add_patch_remainder, add_precision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     add_precision(parser)
+    add_patch_remainder(parser)
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     parser.add_argument(
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from swinkit.classifier import evaluate_data, load_classifier
     from swinkit.train.plots import plot_confusion
 
-    classifier = load_classifier(args.model, args.device, args.precision)
+    classifier = load_classifier(args.model, args.device, args.precision, args.patch_remainder)
     result = evaluate_data(classifier, args.data, args.batch_size, args.workers, args.skip_bad_images)
     model_path = Path(args.model)
     output = (

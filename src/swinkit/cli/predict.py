@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from swinkit.cli.arguments import add_precision
+from swinkit.cli.arguments import add_patch_remainder, add_precision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"))
     add_precision(parser)
+    add_patch_remainder(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from swinkit.classifier import load_classifier, predict
 
-    classifier = load_classifier(args.model, args.device, args.precision)
+    classifier = load_classifier(args.model, args.device, args.precision, args.patch_remainder)
     predictions = predict(classifier, args.inputs, args.topk, args.batch_size)
     failed = sum(p.error is not None for p in predictions)
     if args.json:

@@ -21,6 +21,10 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
+#: What the patch embedding may do with the pixels beyond whole patches (:attr:`SwinConfig.patch_remainder`).
+PATCH_REMAINDERS = ("pad", "crop")
+
+
 @dataclasses.dataclass(frozen=True)
 class SwinConfig:
     """Everything that defines a Swin model; the registry's variants are instances of this.
@@ -34,6 +38,11 @@ class SwinConfig:
     ``pretrained_window_sizes`` (V2 only) gives, per stage, the window the model was
     pretrained with, by which the position coordinates are normalised; empty (or 0 for a
     stage) means the window in use.
+
+    ``patch_remainder`` says what the patch embedding does with the bottom rows and right
+    columns of an image whose side is not a multiple of ``patch_size``: ``"pad"`` (zero-pad them
+    to a whole patch, as the official code and Hugging Face do) or ``"crop"`` (leave them out,
+    as torchvision's Swin does). Sides that are multiples of the patch give the same result.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -53,6 +62,7 @@ class SwinConfig:
     labels: tuple[str, ...] = ()
     version: int = 1
     pretrained_window_sizes: tuple[int, ...] = ()
+    patch_remainder: str = "pad"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
@@ -94,6 +104,12 @@ class SwinConfig:
         for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.patch_remainder not in PATCH_REMAINDERS:
+            raise ValueError(
+                f"patch_remainder must be one of {', '.join(map(repr, PATCH_REMAINDERS))} (what the patch embedding "
+                f"does with pixels beyond whole patches: zero-pad them, or crop them as torchvision does), "
+                f"got {self.patch_remainder!r}"
+            )
         if self.version not in (1, 2):
             raise ValueError(f"version must be 1 (Swin) or 2 (Swin V2), got {self.version!r}")
         if self.pretrained_window_sizes:
@@ -126,11 +142,18 @@ class SwinConfig:
         """Channels of the final feature map (``8C`` for four stages)."""
         return self.stage_dims[-1]
 
+    def patch_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Rows and columns of patches the embedding makes of a ``height x width`` image.
+
+        A partial patch counts as one when the remainder is padded, as none when it is cropped.
+        """
+        whole = math.ceil if self.patch_remainder == "pad" else math.floor
+        return whole(height / self.patch_size), whole(width / self.patch_size)
+
     @property
     def stage_resolutions(self) -> tuple[tuple[int, int], ...]:
-        """Token-map size of each stage at ``img_size`` (padding rounds up)."""
-        height = math.ceil(self.img_size[0] / self.patch_size)
-        width = math.ceil(self.img_size[1] / self.patch_size)
+        """Token-map size of each stage at ``img_size`` (see :meth:`patch_grid`; merging pads odd maps)."""
+        height, width = self.patch_grid(*self.img_size)
         sizes = []
         for stage in range(self.num_stages):
             if stage:
@@ -191,7 +214,9 @@ class SwinTransformer(nn.Module):
         self.num_features = config.num_features
         total = sum(config.depths)
         rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        self.patch_embed = PatchEmbed(config.patch_size, config.in_chans, config.embed_dim, config.layer_norm_eps)
+        self.patch_embed = PatchEmbed(
+            config.patch_size, config.in_chans, config.embed_dim, config.layer_norm_eps, config.patch_remainder
+        )
         stages = []
         for index, (depth, heads) in enumerate(zip(config.depths, config.num_heads)):
             first = sum(config.depths[:index])
