@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench docs clean
+.PHONY: run test browser bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,25 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/swinkit train
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests of `swinkit serve` drive Debian's Chromium through its chromedriver. Missing,
+# they are installed when make runs as root; otherwise one line says what to run, and the tests
+# that need them are skipped (outside CI; with CI=true they fail).
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing $(BROWSER_PACKAGES) for the browser tests"; \
+		{ apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); } || \
+		echo "could not install $(BROWSER_PACKAGES), so the browser tests will be skipped (failed with CI=true)"; \
+	else \
+		echo "chromium or chromedriver is missing, so the browser tests will be skipped;" \
+			"to run them: sudo apt-get install $(BROWSER_PACKAGES)"; \
+	fi
 
 # The documentation site (mkdocs.yml), built in strict mode into site/.
 docs: $(VENV)/.installed-test

@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -53,22 +52,3 @@ def serve_process(model: Path, log_path: Path, options: Sequence[str] = (), wait
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def headless_chromium(*arguments: str) -> Iterator[Any]:
-    """Yield a Selenium driver of the system's Chromium (never downloaded), headless; quit afterwards."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    for program in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        assert os.path.exists(program), f"{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *arguments):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()

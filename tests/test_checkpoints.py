@@ -21,6 +21,7 @@ from swinkit.checkpoints import (
 )
 from swinkit.checkpoints import hf, official, timm, torchvision
 from swinkit.checkpoints.layout import rename_from_native
+from swinkit.classifier import load_classifier
 from swinkit.cli import main
 
 TINY = dict(img_size=64, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=2, num_classes=5)
@@ -350,3 +351,35 @@ def test_cli_convert_between_formats(tmp_path, capsys):
     assert equal_weights(model, swinkit.create_model(pretrained=tmp_path / "native"))
     assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 2
     assert "swinkit convert: error: no checkpoint at" in capsys.readouterr().err
+
+
+def test_patch_remainder_round_trips_natively_and_formats_that_cannot_say_crop_refuse_it(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"patch_remainder must be one of 'pad', 'crop'.*got 'trim'"):
+        swinkit.get_config("swin_t", patch_remainder="trim")
+    model = tiny(seed=4, patch_remainder="crop")
+    assert model.config.stage_resolutions[0] == (16, 16)
+    assert model.config.replace(img_size=(37, 45)).stage_resolutions[:2] == ((9, 11), (5, 6))
+    assert model.config.replace(img_size=(37, 45), patch_remainder="pad").stage_resolutions[0] == (10, 12)
+    swinkit.save_pretrained(model, tmp_path / "native")
+    assert json.loads((tmp_path / "native" / "swinkit.json").read_text())["config"]["patch_remainder"] == "crop"
+    loaded = swinkit.create_model(pretrained=tmp_path / "native").eval()
+    assert loaded.config == model.config and equal_weights(loaded, model)
+    pixels = torch.randn(1, 3, 37, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels), model(pixels), rtol=0, atol=0)
+    for name in ("hf", "timm"):
+        with pytest.raises(CheckpointError, match=rf"a {name} export cannot keep patch_remainder='crop'"):
+            swinkit.save_pretrained(model, tmp_path / name, format=name)
+        assert not (tmp_path / name).exists()
+    # torchvision weights crop; the CLI keeps that in a native export and says why an hf one is refused.
+    torch.save(rename_from_native(model.state_dict(), torchvision.LAYOUT), tmp_path / "swin.pth")
+    named = swinkit.create_model("swin_t", pretrained=tmp_path / "swin.pth", **TINY)  # a name does not drop it
+    assert named.config.patch_remainder == "crop" and equal_weights(named, model)
+    assert load_classifier(tmp_path / "swin.pth", "cpu", patch_remainder="pad").model.config.patch_remainder == "pad"
+    assert main(["convert", str(tmp_path / "swin.pth"), str(tmp_path / "from_tv")]) == 0
+    assert swinkit.create_model(pretrained=tmp_path / "from_tv").config.patch_remainder == "crop"
+    assert main(["convert", str(tmp_path / "swin.pth"), str(tmp_path / "hf"), "--to", "hf"]) == 2
+    assert "a hf export cannot keep patch_remainder='crop'" in capsys.readouterr().err
+    converted = ["convert", str(tmp_path / "swin.pth"), str(tmp_path / "hf"), "--to", "hf", "--patch-remainder", "pad"]
+    assert main(converted) == 0
+    assert swinkit.create_model(pretrained=tmp_path / "hf").config.patch_remainder == "pad"

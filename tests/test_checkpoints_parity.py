@@ -231,17 +231,42 @@ def test_reference_checkpoint_gives_reference_outputs(lib, size, tmp_path):
     assert logits <= TOLERANCE and stages <= TOLERANCE
 
 
-@pytest.mark.parametrize("size", ["tiny", "swin_t"])
-def test_hugging_face_checkpoint_at_an_odd_size(size, tmp_path):
+#: Sides that are not multiples of the patch, where padding (Hugging Face) and cropping (torchvision) differ.
+ODD_SIZES = [(225, 301), (97, 130)]
+
+
+@pytest.mark.parametrize(("size", "height", "width"), [("tiny", 225, 301), ("tiny", 97, 130), ("swin_t", 225, 301)])
+def test_hugging_face_checkpoint_at_an_odd_size(size, height, width, tmp_path):
     spec = SPECS[size]
     path, _, _ = save_hf(spec, tmp_path)
     model = swinkit.create_model(pretrained=path).eval()
+    assert model.config.patch_remainder == "pad"  # the default, and what Hugging Face's model does
     reference = transformers.SwinForImageClassification.from_pretrained(path).eval()  # fresh: HF mutates shift sizes
-    pixels = torch.randn(1, 3, 225, 301, generator=torch.Generator().manual_seed(1))
+    pixels = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits, stages = max_differences(hf_outputs(reference, pixels), swinkit_outputs(model, pixels))
-    print(f"\nhf/{size} at 225x301: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
+    print(f"\nhf/{size} at {height}x{width}: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
     assert logits <= TOLERANCE and stages <= TOLERANCE
+
+
+@pytest.mark.parametrize(("height", "width"), ODD_SIZES)
+def test_torchvision_checkpoint_crops_the_remainder_as_torchvision_does(height, width, tmp_path):
+    """torchvision's weights choose ``patch_remainder="crop"``: its answers at sides that are not whole patches.
+
+    The tiny spec's stage maps all exceed its window at these sizes (torchvision pads a map no
+    larger than the window to a whole window and shifts it along one side, a rule of its own).
+    """
+    path, reference, outputs = save_torchvision(TINY, tmp_path)
+    model = swinkit.create_model(pretrained=path).eval()
+    assert model.config.patch_remainder == "crop"
+    pixels = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, stages = max_differences(outputs(reference, pixels), swinkit_outputs(model, pixels))
+        padded = swinkit.create_model(pretrained=path, patch_remainder="pad").eval()  # the user's choice wins
+        padding_changes = (padded(pixels) - reference(pixels)).abs().max().item()
+    print(f"\ntorchvision/tiny at {height}x{width}: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
+    assert logits <= TOLERANCE and stages <= TOLERANCE
+    assert padded.config.patch_remainder == "pad" and padding_changes > 1e-3
 
 
 def swinkit_model(spec: Spec, seed: int = 8, labels=()):

@@ -72,6 +72,7 @@ def test_bench_passes_its_own_options_on_and_other_commands_refuse_unknown_ones(
         ("drop_path_rate=0.05", ("drop_path_rate", 0.05)),
         ("qkv_bias=false", ("qkv_bias", False)),
         ("labels=cat,dog", ("labels", ("cat", "dog"))),
+        ("patch_remainder=crop", ("patch_remainder", "crop")),
     ],
 )
 def test_set_takes_comma_and_json_lists_typed_as_the_field(text, expected):
@@ -102,3 +103,15 @@ def test_set_errors_name_the_key_the_value_and_the_accepted_forms(text, words, c
     error = capsys.readouterr().err
     for word in words:
         assert word in error
+
+
+def test_patch_remainder_flag_reaches_the_model_config():
+    from swinkit.cli.train import config_from_args
+
+    args = build_parser().parse_args(["train", "--patch-remainder", "crop", "--set", "embed_dim=32"])
+    assert config_from_args(args).model_overrides == {"embed_dim": 32, "patch_remainder": "crop"}
+    assert config_from_args(build_parser().parse_args(["train"])).model_overrides == {}
+    for command in (["predict", "--model", "m", "x.png"], ["eval", "--model", "m", "--data", "d"], ["export", "m"]):
+        assert build_parser().parse_args([*command, "--patch-remainder", "pad"]).patch_remainder == "pad"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["convert", "a", "b", "--patch-remainder", "trim"])

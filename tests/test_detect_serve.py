@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
 import threading
 import time
@@ -65,15 +64,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_page_draws_the_boxes_in_a_real_browser(detector_dir, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
+def test_the_page_draws_the_boxes_in_a_real_browser(browser, detector_dir, tmp_path):
+    """The page in Chromium (the ``browser`` fixture of conftest.py: skipped without it, failed in CI)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    for program in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        assert os.path.exists(program), f"{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
     app = build_app(str(detector_dir), None, "fp32", ServeSettings())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -83,12 +78,7 @@ def test_the_page_draws_the_boxes_in_a_real_browser(detector_dir, tmp_path):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     expected = TestClient(app).post("/predict?score_threshold=0.0", content=picture()).json()["detections"]
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver = browser
     try:
         wait = WebDriverWait(driver, 60)
         driver.get(f"http://127.0.0.1:{port}/")
@@ -108,6 +98,5 @@ def test_the_page_draws_the_boxes_in_a_real_browser(detector_dir, tmp_path):
         )
         assert max(abs(a - b) for a, b in zip(corner, class_colour(expected[0]["label"]))) <= 40
     finally:
-        driver.quit()
         server.should_exit = True
         thread.join(timeout=10)

@@ -143,3 +143,34 @@ def test_gelu_linear_equals_the_plain_path_in_outputs_and_gradients(dtype):
     tolerance = 1e-5 if dtype is None else 2e-2
     for plain, fused in zip(*results):
         torch.testing.assert_close(fused, plain, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the bias tables are float32
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_the_fused_kernel_gets_a_dense_mask_in_the_queries_dtype(monkeypatch, dtype, with_mask):
+    """The additive bias and mask reach ``scaled_dot_product_attention`` dense and in q's dtype.
+
+    Kernels that read a mask by the queries' dtype or by its strides (pytorch/pytorch#191612) then
+    read what the formula means; on CUDA the cuDNN kernel is not among those allowed.
+    """
+    seen = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **options):
+        seen.append((attn_mask.dtype, attn_mask.is_contiguous()))
+        return fused(q, k, v, attn_mask=attn_mask, **options)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    heads, n = 2, 16
+    q, k, v = (torch.randn(8, heads, n, 8, dtype=dtype) for _ in range(3))
+    table = torch.randn(49, heads)
+    layout = ops.WindowLayout(8, 8, 4, 4, 2 if with_mask else 0, 8, 8)
+    additive = ops.attention_bias(table, layout, 7)
+    with torch.no_grad():
+        out = ops.window_attention(q, k, v, additive)
+    assert seen == [(dtype, True)]
+    expected = (ops.window_attention_probs(q, k, additive) @ v).transpose(1, 2).reshape(8, n, heads * 8)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert torch.nn.attention.SDPBackend.CUDNN_ATTENTION not in ops.MASKED_CUDA_BACKENDS
+    assert torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION in ops.MASKED_CUDA_BACKENDS

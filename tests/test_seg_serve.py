@@ -6,7 +6,6 @@ import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -21,7 +20,7 @@ from swinkit.preprocessing import Preprocessing
 from swinkit.segmenter import open_segmenter
 from swinkit.serve.segment import create_segment_app
 from swinkit.viz.segmentation import palette
-from serving import headless_chromium, serve_process
+from serving import serve_process
 
 CLASSES = ("sky", "grass", "road")
 
@@ -85,12 +84,8 @@ def live_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from headless_chromium()
-
-
 def test_the_page_in_a_real_browser_shows_the_overlay_and_the_classes(live_server, browser, image_file, tmp_path):
+    """The page in Chromium (the ``browser`` fixture of conftest.py: skipped without it, failed in CI)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -26,7 +26,7 @@ from swinkit.cli import serve as serve_command
 from swinkit.classifier import load_classifier, predict
 from swinkit.serve import Batcher, ModelRunner, QueueFullError, ServeSettings, create_app
 from swinkit.viz.figure import DEFAULT_DPI
-from serving import headless_chromium, serve_process
+from serving import serve_process
 
 LABELS = ("cat", "dog", "bird")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -704,12 +704,8 @@ def test_server_answers_curl_like_requests_and_logs_errors(live_server):
 # --- a real browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    yield from headless_chromium("--window-size=1200,1400")
-
-
-def test_the_page_in_a_real_browser_shows_the_label_and_the_overlay(live_server, browser, image_files, expected):
+def test_the_page_in_a_real_browser_shows_the_label_and_the_overlay(browser, live_server, image_files, expected):
+    """The page in Chromium (the ``browser`` fixture of conftest.py: skipped without it, failed in CI)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

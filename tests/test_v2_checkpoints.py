@@ -304,6 +304,31 @@ def test_hugging_face_v2_checkpoint_at_an_odd_size(tmp_path):
     assert logits <= TOLERANCE and stages <= TOLERANCE
 
 
+# Window 2: at the odd sizes every stage map exceeds the window (torchvision pads a map no larger
+# than the window to a whole window and shifts it along one side, a rule of its own), and so does
+# every map at the 128 pixels Hugging Face's model is built for (see ODD).
+CROP = Spec("crop", 128, 2)
+
+
+@pytest.mark.parametrize(("height", "width"), [(225, 301), (97, 130)])
+def test_torchvision_v2_checkpoint_crops_the_remainder_as_torchvision_does(height, width, tmp_path):
+    """torchvision's V2 weights choose ``patch_remainder="crop"``; the padding default still matches Hugging Face."""
+    path, _, reference, outputs = save_torchvision(CROP, tmp_path)
+    model = swinkit.create_model(pretrained=path).eval()
+    assert model.config.patch_remainder == "crop"
+    pixels = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(1))
+    hf_path, _, _, _ = save_hf(CROP, tmp_path)
+    padded = swinkit.create_model(pretrained=hf_path).eval()
+    hf_reference = transformers.Swinv2ForImageClassification.from_pretrained(hf_path).eval()
+    with torch.no_grad():
+        logits, stages = max_differences(outputs(reference, pixels), swinkit_outputs(model, pixels))
+        hf_logits, hf_stages = max_differences(hf_outputs(hf_reference, pixels), swinkit_outputs(padded, pixels))
+    print(f"\ntorchvision/crop at {height}x{width}: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
+    print(f"hf/crop (pad) at {height}x{width}: max |logits diff| {hf_logits:.2e}, max |stage diff| {hf_stages:.2e}")
+    assert logits <= TOLERANCE and stages <= TOLERANCE
+    assert padded.config.patch_remainder == "pad" and hf_logits <= TOLERANCE and hf_stages <= TOLERANCE
+
+
 def swinkit_model(spec: Spec, seed: int = 8, labels=()):
     config = swinkit.get_config("swinv2_t", labels=labels, **spec.kwargs())
     return randomise(swinkit.SwinTransformer(config), seed)
@@ -369,7 +394,7 @@ def test_full_size_torchvision_swin_v2_t_and_a_timm_hub_config(tmp_path):
     reference = randomise(torchvision.models.swin_v2_t(), 10)
     torch.save(reference.state_dict(), tmp_path / "swin_v2_t.pth")
     model = swinkit.create_model(pretrained=tmp_path / "swin_v2_t.pth").eval()
-    assert model.config == swinkit.get_config("swinv2_t")
+    assert model.config == swinkit.get_config("swinv2_t", patch_remainder="crop")  # torchvision's model crops
     k_biases = sum(96 * 2**stage * depth for stage, depth in enumerate((2, 2, 6, 2)))
     parameters = sum(p.numel() for p in model.parameters())
     assert (parameters, sum(p.numel() for p in reference.parameters()) - k_biases) == (28_347_154, 28_347_154)

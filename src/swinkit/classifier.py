@@ -52,15 +52,24 @@ class Classifier:
         return self.model(self.prepare(images)).float()
 
 
-def load_classifier(source: str | os.PathLike[str], device: str | None = None, precision: str = "fp32") -> Classifier:
+def load_classifier(
+    source: str | os.PathLike[str],
+    device: str | None = None,
+    precision: str = "fp32",
+    patch_remainder: str | None = None,
+) -> Classifier:
     """Load ``source`` in eval mode, in ``precision`` (``fp32``, ``bf16`` or ``int8``).
+
+    ``patch_remainder`` (``"pad"`` or ``"crop"``) replaces the one the checkpoint implies
+    (see :func:`swinkit.create_model`).
 
     Classes are the checkpoint's labels, else ``"0"``, ``"1"``, .... The device defaults to
     CUDA when available, except for int8, which runs on the CPU only (asking for int8 on
     CUDA raises ValueError).
     """
     check_precision(precision, device)
-    model = swinkit.create_model(pretrained=str(source))
+    overrides = {"patch_remainder": patch_remainder} if patch_remainder else {}
+    model = swinkit.create_model(pretrained=str(source), **overrides)
     if model.num_classes == 0:
         raise ValueError(f"{source} has no classifier head (num_classes 0): it cannot label images")
     chosen = torch.device(device or ("cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"))

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 Source = str | os.PathLike[str]
 _HEAD = "head."
 _TABLE = "relative_position_bias_table"
+#: Config fields that say how the weights compute rather than their shapes: they follow the
+#: checkpoint (its stored config, or what its format implies) even when a variant name is given.
+CARRIED_FIELDS = ("patch_remainder",)
 _VERSION_PARTS = {
     1: "relative position bias tables and a fused qkv bias",
     2: "cosine attention (logit_scale), a position bias MLP (cpb_mlp) and q/v biases",
@@ -44,9 +47,10 @@ class Checkpoint:
     """A checkpoint read into swinkit's names, with what came with it.
 
     ``hints`` are config fields read from a ``config.json`` or ``swinkit.json`` (input size,
-    dropout, labels, ...); ``preprocessing`` is None when the checkpoint does not say;
-    ``buffers`` are the stored coordinate tables of V2 weights, read only to tell their windows;
-    ``pretraining`` holds a SimMIM checkpoint's mask token and decoder under swinkit's names
+    dropout, labels, ...) or implied by the format (torchvision's ``patch_remainder="crop"``);
+    ``preprocessing`` is None when the checkpoint does not say; ``buffers`` are the stored
+    coordinate tables of V2 weights, read only to tell their windows; ``pretraining`` holds a
+    SimMIM checkpoint's mask token and decoder under swinkit's names
     (:mod:`swinkit.checkpoints.simmim_layout`), empty for other checkpoints.
     """
 
@@ -119,12 +123,13 @@ def convert_checkpoint(located: io.Located, raw: Mapping[str, torch.Tensor], for
     raw, pretraining = split_pretraining(raw)
     name = resolve_format(format) if format is not None else detect_format(raw, str(located.weights))
     converted = FORMATS[name].to_native(raw)
-    hints: dict[str, object] = {}
+    # What the format's own model implies (torchvision's crop), unless stored metadata says otherwise.
+    hints: dict[str, object] = dict(getattr(FORMATS[name], "IMPLIED_FIELDS", {}))
     preprocessing = None
     for export_format in SAVE_FORMATS:
         found = FORMATS[export_format].read_metadata(located.metadata)
         if found is not None:
-            hints, preprocessing = found
+            hints, preprocessing = hints | found[0], found[1]
             break
     return Checkpoint(
         located.source,
@@ -310,12 +315,14 @@ def create_classifier(
     another ``window_size`` resizes the V1 bias tables, another ``img_size`` needs nothing.
     A Swin V2 model of another window than its checkpoint's keeps the checkpoint's windows
     as ``pretrained_window_sizes`` (see :func:`pretrained_windows_for`) unless it has its own
-    or they are overridden.
+    or they are overridden. ``patch_remainder`` follows the checkpoint ("crop" for torchvision's
+    weights, whose model crops; the stored value for an export) unless overridden.
     """
     checkpoint = convert_checkpoint(located, raw, format)
     config = get_config(name) if name is not None else checkpoint.config()
     _check_version(checkpoint, config.version)  # before building a model the weights cannot fit
-    changes = {"num_classes": checkpoint.num_classes, "labels": ()} | overrides  # labels follow a loaded head
+    carried = {key: checkpoint.hints[key] for key in CARRIED_FIELDS if key in checkpoint.hints}
+    changes = {"num_classes": checkpoint.num_classes, "labels": ()} | carried | overrides  # labels follow a loaded head
     config = config.replace(**changes)
     if "pretrained_window_sizes" not in overrides:
         config = pretrained_windows_for(config, checkpoint)

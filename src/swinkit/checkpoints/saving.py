@@ -20,6 +20,11 @@ WEIGHTS_FILE = "model.safetensors"
 _CHECKPOINT_FILES = {*io.WEIGHT_FILES, *io.METADATA_FILES}
 #: Preprocessing fields a caller may choose; the input size is always the model's.
 _CHOSEN = ("mean", "std", "crop_pct", "interpolation")
+#: Why a format cannot say that a model crops the pixels beyond whole patches (``patch_remainder="crop"``).
+_PADDING_ONLY = {
+    "hf": "Hugging Face's Swin pads them, and its config.json has no setting to crop",
+    "timm": "timm's Swin has no setting for it (it takes only sides that are whole patches)",
+}
 
 
 def model_preprocessing(
@@ -57,10 +62,17 @@ def save_pretrained(
     reads; ``timm`` adds the ``config.json`` that ``timm.create_model("local-dir:DIR")`` reads.
     ``preprocessing`` overrides the stored normalisation, crop and interpolation (see
     :func:`model_preprocessing`). Files are written atomically. A directory already holding
-    another format's files is refused.
+    another format's files is refused, and so is an ``hf`` or ``timm`` export of a model that
+    crops the pixels beyond whole patches (``patch_remainder="crop"``), which those formats cannot say.
     """
     name = resolve_format(format, SAVE_FORMATS)
     config = model.config
+    if config.patch_remainder != "pad" and name in _PADDING_ONLY:
+        raise CheckpointError(
+            f"a {name} export cannot keep patch_remainder={config.patch_remainder!r} (the pixels beyond whole "
+            f"patches left out, as torchvision does): {_PADDING_ONLY[name]}, so the export would compute other "
+            f"numbers at such sizes. Save it as 'native', or set patch_remainder='pad' on the model's config first"
+        )
     chosen = model_preprocessing(model, preprocessing)
     tensors, metadata = FORMATS[name].export(model.state_dict(), config, chosen)
     return write_export(directory, name, tensors, metadata)

@@ -46,6 +46,9 @@ LAYOUT = Layout(
     merge_stage=(2, 0),
 )
 _QKV_BIAS = ".attn.qkv.bias"
+#: Config fields torchvision's model implies, which its weights files do not store: its patch
+#: embedding leaves out the pixels beyond whole patches (a strided convolution without padding).
+IMPLIED_FIELDS = {"patch_remainder": "crop"}
 
 
 def detect(keys: Collection[str]) -> bool:

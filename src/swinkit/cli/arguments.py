@@ -7,6 +7,7 @@ import dataclasses
 import difflib
 import json
 
+from swinkit.model.swin import PATCH_REMAINDERS
 from swinkit.precision import PRECISIONS
 from swinkit.tasks import TASKS
 
@@ -58,6 +59,27 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fp32; bf16 (weights and inputs in bfloat16); int8 (dynamic quantization of the Linear layers, CPU)",
     )
+
+
+def add_patch_remainder(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--patch-remainder pad|crop``: what the model does with pixels beyond whole patches.
+
+    Read it back with :func:`patch_remainder_override`; unset, the checkpoint decides (``crop``
+    for torchvision's weights, else what the checkpoint's config says, else ``pad``).
+    """
+    parser.add_argument(
+        "--patch-remainder",
+        choices=PATCH_REMAINDERS,
+        help="pixels beyond whole patches: pad them (official, Hugging Face) or crop them (torchvision); "
+        "default: the checkpoint's (crop for torchvision weights, else pad)",
+    )
+
+
+def patch_remainder_override(args: argparse.Namespace) -> dict[str, object]:
+    """The model override ``--patch-remainder`` gave: ``{"patch_remainder": value}``, or nothing when unset."""
+    return {"patch_remainder": args.patch_remainder} if args.patch_remainder else {}
+
+
 #: How each kind of model field is written after ``--set KEY=``, for error messages.
 _FORMS = {
     "int": "an integer, e.g. {key}=64",
@@ -66,6 +88,7 @@ _FORMS = {
     "ints": "integers, one per stage: {key}=2,2,6,2 or {key}=[2,2,6,2]",
     "size": "one side or height,width: {key}=32, {key}=32,48 or {key}=[32,48]",
     "strings": 'names separated by commas: {key}=cat,dog or {key}=["cat","dog"]',
+    "word": "a word, e.g. {key}=crop",
 }
 
 
@@ -77,7 +100,14 @@ def _field_kinds() -> dict[str, str]:
     """
     from swinkit.model import SegmenterConfig, SwinConfig
 
-    kinds = {"int": "int", "float": "float", "bool": "bool", "tuple[int, ...]": "ints", "tuple[str, ...]": "strings"}
+    kinds = {
+        "int": "int",
+        "float": "float",
+        "bool": "bool",
+        "str": "word",
+        "tuple[int, ...]": "ints",
+        "tuple[str, ...]": "strings",
+    }
     result = {}
     head_fields = [field for field in dataclasses.fields(SegmenterConfig) if field.name != "backbone"]
     for field in [*dataclasses.fields(SwinConfig), *head_fields]:
@@ -140,6 +170,10 @@ def parse_model_override(text: str) -> tuple[str, object]:
     try:
         if kind in ("int", "float", "bool"):
             return key, _scalar(kind, value)
+        if kind == "word":
+            if not value:
+                raise ValueError(value)
+            return key, value
         if kind == "ints":
             return key, tuple(int(str(item)) for item in _items(value))
         if kind == "strings":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from swinkit.checkpoints import FORMATS, SAVE_FORMATS, create_model, save_pretrained
+from swinkit.cli.arguments import add_patch_remainder, patch_remainder_override
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,11 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--from", dest="from_format", choices=tuple(FORMATS), help="format of SRC (default: detected)")
     parser.add_argument("--name", help="model variant, e.g. swin_t (default: inferred from the checkpoint)")
+    add_patch_remainder(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = create_model(args.name, pretrained=args.source, format=args.from_format)
+    model = create_model(args.name, pretrained=args.source, format=args.from_format, **patch_remainder_override(args))
     path = save_pretrained(model, args.destination, format=args.to_format)
     report = model.load_report
     config = model.config

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from swinkit.cli.arguments import add_precision, add_task_arguments, task_options
+from swinkit.cli.arguments import add_patch_remainder, add_precision, add_task_arguments, task_options
 from swinkit.tasks import CommandOptions, task_for
 
 
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     add_precision(parser)
+    add_patch_remainder(parser)
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     parser.add_argument(
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     options = CommandOptions(
         device=args.device,
         precision=args.precision,
+        patch_remainder=args.patch_remainder,
         batch_size=args.batch_size,
         workers=args.workers,
         skip_bad_images=args.skip_bad_images,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from swinkit.cli.arguments import add_img_size, add_precision, img_size
+from swinkit.cli.arguments import add_img_size, add_patch_remainder, add_precision, img_size, patch_remainder_override
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_img_size(parser)
     add_precision(parser)
+    add_patch_remainder(parser)
     parser.add_argument("--no-check", dest="check", action="store_false", help="skip comparing onnxruntime's outputs")
     parser.set_defaults(handler=run)
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, kind):
             check_export_precision(kind, args.precision)
     size = img_size(args.img_size)
-    model = swinkit.create_model(pretrained=args.model).eval()
+    model = swinkit.create_model(pretrained=args.model, **patch_remainder_override(args)).eval()
     converted = apply_precision(model, args.precision)
     if args.onnx:
         path = export_onnx(model, args.onnx, size, precision=args.precision, dynamic_size=args.dynamic_size)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from swinkit.cli.arguments import add_precision, add_task_arguments, task_options
+from swinkit.cli.arguments import add_patch_remainder, add_precision, add_task_arguments, task_options
 from swinkit.tasks import CommandOptions, task_for
 
 
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"))
     add_precision(parser)
+    add_patch_remainder(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_task_arguments(parser, "predict")
     parser.set_defaults(handler=run)
@@ -29,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     task = task_for(args.model)
     options = CommandOptions(
-        device=args.device, precision=args.precision, batch_size=args.batch_size, extra=task_options(args, task.name)
+        device=args.device,
+        precision=args.precision,
+        patch_remainder=args.patch_remainder,
+        batch_size=args.batch_size,
+        extra=task_options(args, task.name),
     )
     report = task.predict(str(args.model), args.inputs, options)
     if args.json:

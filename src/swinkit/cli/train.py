@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinkit.cli.arguments import add_task_arguments, parse_model_override, task_options
+from swinkit.cli.arguments import (
+    add_patch_remainder,
+    add_task_arguments,
+    parse_model_override,
+    patch_remainder_override,
+    task_options,
+)
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
 from swinkit.tasks import TASKS, train
@@ -100,6 +106,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a model config field, e.g. --set window_size=12 or --set depths=2,2,6,2 (repeatable)",
     )
     model.add_argument("--img-size", type=int, help="training image size (default: the model's)")
+    add_patch_remainder(model)
     model.add_argument("--drop-path", type=float, help="stochastic depth rate, rising linearly over blocks")
     model.add_argument(
         "--grad-checkpointing", action="store_true", help="recompute activations in backward: less memory"
@@ -183,7 +190,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if name in TrainConfig.__dataclass_fields__ and value is not None
     }
     fields["task_options"] = task_options(args, args.task)
-    fields["model_overrides"] = dict(args.model_overrides)
+    fields["model_overrides"] = dict(args.model_overrides) | patch_remainder_override(args)
     for name in ("scale", "mean", "std"):
         if getattr(args, name) is not None:
             fields[name] = tuple(getattr(args, name))

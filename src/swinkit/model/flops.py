@@ -89,7 +89,7 @@ def count_flops(
     image_h, image_w = _pair(img_size) if img_size is not None else config.img_size
     if min(image_h, image_w) < config.patch_size:
         raise ValueError(f"img_size {(image_h, image_w)} is smaller than one patch ({config.patch_size} pixels)")
-    height, width = math.ceil(image_h / config.patch_size), math.ceil(image_w / config.patch_size)
+    height, width = config.patch_grid(image_h, image_w)
     dim = config.embed_dim
     by_stage: dict[str, dict[str, int]] = {
         "embedding": {

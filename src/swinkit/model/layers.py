@@ -11,16 +11,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+# True for FX symbolic tracing alone (the older ``is_fx_tracing`` warns, and is true under torch.export too).
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
 from swinkit.model import ops
 from swinkit.model.ops import WindowLayout
-
-try:  # true for FX symbolic tracing alone (the older name warns, and is true under torch.export too)
-    from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
-except ImportError:  # PyTorch before 2.5
-    from torch.fx._symbolic_trace import is_fx_tracing
 
 #: Hidden width of Swin V2's continuous position bias MLP (official code).
 CPB_HIDDEN = 512
@@ -61,18 +58,23 @@ class PatchEmbed(nn.Module):
 
     Each ``patch x patch`` group of pixels (``patch*patch*in_chans`` values) is mapped
     linearly to ``dim`` channels; a strided convolution computes exactly that linear map.
-    Images whose sides are not multiples of the patch are zero-padded on the bottom and
-    right first. ``(B, in_chans, H, W) -> (B, ceil(H/patch), ceil(W/patch), dim)``.
+    The pixels beyond whole patches on the bottom and right are zero-padded to a patch with
+    ``remainder="pad"``, ``(B, in_chans, H, W) -> (B, ceil(H/patch), ceil(W/patch), dim)``, or
+    left out with ``remainder="crop"`` (torchvision's Swin), ``-> (B, H//patch, W//patch, dim)``.
     """
 
-    def __init__(self, patch_size: int, in_chans: int, dim: int, eps: float) -> None:
+    def __init__(self, patch_size: int, in_chans: int, dim: int, eps: float, remainder: str = "pad") -> None:
         super().__init__()
         self.patch_size = patch_size
+        self.remainder = remainder
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(ops.pad_image(pixels, self.patch_size)).permute(0, 2, 3, 1))
+        # Cropping needs no step of its own: the strided convolution stops at the last whole patch.
+        if self.remainder == "pad":
+            pixels = ops.pad_image(pixels, self.patch_size)
+        return self.norm(self.proj(pixels).permute(0, 2, 3, 1))
 
 
 class Mlp(nn.Module):

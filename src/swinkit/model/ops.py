@@ -7,6 +7,7 @@ parameters and call these. Shapes use ``B`` batch, ``H, W`` token-map height and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -14,10 +15,21 @@ import weakref
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 #: Value the reference code adds to attention logits between tokens of different
 #: sub-windows (it is -100, not -inf, so a fully masked row cannot produce NaN).
 MASK_VALUE = -100.0
+
+#: The fused attention kernels ``scaled_dot_product_attention`` may pick on CUDA for Swin's
+#: additive bias and mask: all but cuDNN's. PyTorch's tracker reports silent wrong results of
+#: the cuDNN kernel with an attention mask, the default kernel on H100/H200 in recent releases:
+#: a mask of another dtype than the queries read as the queries' dtype (pytorch/pytorch#191612),
+#: NaN query gradients when the sequence length is 64 modulo 128 (#196678, Swin V2's window 8
+#: has 64 tokens), wrong outputs with masks at some lengths (#162588). The memory-efficient
+#: kernel and the plain math take the same mask correctly; flash attention declines masks.
+#: Read at every call, so that a diagnostic (``benchmarks/gpu_check.py``) may force one kernel.
+MASKED_CUDA_BACKENDS = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 
 
 def window_layout(height: int, width: int, window: int, shift: int, fixed: bool = False) -> tuple[int, int, int]:
@@ -392,7 +404,9 @@ def fold_attention_bias(bias: torch.Tensor, mask: torch.Tensor | None) -> torch.
     without a mask, ``(nW, heads, N, N)`` with one.
     """
     bias = bias.unsqueeze(0)
-    return bias if mask is None else bias + mask.unsqueeze(1)
+    # Contiguous either way: the gathered bias is a permuted view, and fused kernels read the
+    # mask by its strides (a dense layout is the one every kernel handles alike).
+    return bias.contiguous() if mask is None else bias + mask.unsqueeze(1)
 
 
 @torch.fx.wrap
@@ -428,9 +442,11 @@ def window_attention(
         if additive.shape[0] > 1:
             # One copy of the masks per image: the fused CPU kernel takes 4-D masks only.
             additive = additive.repeat(batch_windows // additive.shape[0], 1, 1, 1)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=additive.to(q.dtype), dropout_p=attn_drop, scale=scale
-        )
+        # The mask in the queries' dtype and dense (see MASKED_CUDA_BACKENDS for why both matter).
+        mask = additive.to(q.dtype).contiguous()
+        kernels = sdpa_kernel(list(MASKED_CUDA_BACKENDS)) if q.device.type == "cuda" else contextlib.nullcontext()
+        with kernels:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attn_drop, scale=scale)
     # contiguous() is free after the fused kernel (its output already is) and keeps the ONNX
     # exporter's decomposition from viewing a strided tensor.
     return out.transpose(1, 2).contiguous().view(batch_windows, n, heads * head_dim)

@@ -25,6 +25,10 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
+#: What the patch embedding may do with the pixels beyond whole patches (:attr:`SwinConfig.patch_remainder`).
+PATCH_REMAINDERS = ("pad", "crop")
+
+
 def replace_fields(config: _Config, changes: dict[str, object], kind: str) -> _Config:
     """A copy of a frozen config dataclass with ``changes``; unknown names raise ValueError naming the accepted ones."""
     fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
@@ -52,6 +56,11 @@ class SwinConfig:
     padding them to one window, as the dense-prediction references run Swin (mmsegmentation,
     transformers' ``SwinBackbone``); the default shrinks the window to such a map and drops
     the shift, as the classification references do. It changes no weight.
+
+    ``patch_remainder`` says what the patch embedding does with the bottom rows and right
+    columns of an image whose side is not a multiple of ``patch_size``: ``"pad"`` (zero-pad them
+    to a whole patch, as the official code and Hugging Face do) or ``"crop"`` (leave them out,
+    as torchvision's Swin does). Sides that are multiples of the patch give the same result.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -72,6 +81,7 @@ class SwinConfig:
     version: int = 1
     pretrained_window_sizes: tuple[int, ...] = ()
     fixed_windows: bool = False
+    patch_remainder: str = "pad"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
@@ -113,6 +123,12 @@ class SwinConfig:
         for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.patch_remainder not in PATCH_REMAINDERS:
+            raise ValueError(
+                f"patch_remainder must be one of {', '.join(map(repr, PATCH_REMAINDERS))} (what the patch embedding "
+                f"does with pixels beyond whole patches: zero-pad them, or crop them as torchvision does), "
+                f"got {self.patch_remainder!r}"
+            )
         if self.version not in (1, 2):
             raise ValueError(f"version must be 1 (Swin) or 2 (Swin V2), got {self.version!r}")
         if self.pretrained_window_sizes:
@@ -145,11 +161,18 @@ class SwinConfig:
         """Channels of the final feature map (``8C`` for four stages)."""
         return self.stage_dims[-1]
 
+    def patch_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Rows and columns of patches the embedding makes of a ``height x width`` image.
+
+        A partial patch counts as one when the remainder is padded, as none when it is cropped.
+        """
+        whole = math.ceil if self.patch_remainder == "pad" else math.floor
+        return whole(height / self.patch_size), whole(width / self.patch_size)
+
     @property
     def stage_resolutions(self) -> tuple[tuple[int, int], ...]:
-        """Token-map size of each stage at ``img_size`` (padding rounds up)."""
-        height = math.ceil(self.img_size[0] / self.patch_size)
-        width = math.ceil(self.img_size[1] / self.patch_size)
+        """Token-map size of each stage at ``img_size`` (see :meth:`patch_grid`; merging pads odd maps)."""
+        height, width = self.patch_grid(*self.img_size)
         sizes = []
         for stage in range(self.num_stages):
             if stage:
@@ -231,7 +254,9 @@ class SwinTransformer(nn.Module):
         self.num_features = config.num_features
         total = sum(config.depths)
         rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        self.patch_embed = PatchEmbed(config.patch_size, config.in_chans, config.embed_dim, config.layer_norm_eps)
+        self.patch_embed = PatchEmbed(
+            config.patch_size, config.in_chans, config.embed_dim, config.layer_norm_eps, config.patch_remainder
+        )
         stages = []
         for index, (depth, heads) in enumerate(zip(config.depths, config.num_heads)):
             first = sum(config.depths[:index])

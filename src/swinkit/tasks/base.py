@@ -42,11 +42,14 @@ Command = Literal["train", "eval", "predict"]
 class CommandOptions:
     """The settings ``swinkit eval`` and ``swinkit predict`` share, and the task's own flags (``extra``, by dest).
 
-    ``output`` is the folder for files the command writes (None: the command's default).
+    ``output`` is the folder for files the command writes (None: the command's default);
+    ``patch_remainder`` (``"pad"``, ``"crop"`` or None for the checkpoint's) is what the model does
+    with pixels beyond whole patches (:attr:`swinkit.SwinConfig.patch_remainder`).
     """
 
     device: str | None = None
     precision: str = "fp32"
+    patch_remainder: str | None = None
     batch_size: int = 32
     workers: int = 2
     skip_bad_images: bool = False

@@ -334,7 +334,7 @@ class ClassifyTask(Task):
 
     def evaluate(self, source: str, data: str, options: CommandOptions) -> Report:
         """Top-1, top-5, per-class accuracy and the confusion matrix (a picture in ``options.output``)."""
-        classifier = load_classifier(source, options.device, options.precision)
+        classifier = load_classifier(source, options.device, options.precision, options.patch_remainder)
         result = evaluate_data(classifier, data, options.batch_size, options.workers, options.skip_bad_images)
         per_class = {
             name: (None if math.isnan(value) else value) for name, value in zip(classifier.classes, result.per_class)
@@ -363,7 +363,7 @@ class ClassifyTask(Task):
 
     def predict(self, source: str, inputs: Sequence[str], options: CommandOptions) -> Report:
         """The top labels and their probabilities per image (``--topk``, default :data:`TOPK`)."""
-        classifier = load_classifier(source, options.device, options.precision)
+        classifier = load_classifier(source, options.device, options.precision, options.patch_remainder)
         topk = options.extra.get("topk")
         predictions = label_images(classifier, inputs, TOPK if topk is None else int(topk), options.batch_size)
         width = max(len(p.path) for p in predictions)
