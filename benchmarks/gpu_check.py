@@ -18,6 +18,7 @@ with the reference's, and, for the eager and compiled runs, each stage's output
 - ``compile``: ``torch.compile`` (inductor) with batch sizes in sequence on one compiled model (the
   first static, then a dynamic batch), ``compile:dynamic`` (dynamic from the start) and
   ``compile:static`` (``dynamic=False``: a recompile per size);
+  a compiler error is reported as a failed row;
 - ``graphs``: a CUDA graph captured by hand from the eager model and replayed on new inputs, and
   ``torch.compile(mode="reduce-overhead")`` (inductor's CUDA graphs).
 
@@ -228,7 +229,12 @@ class Checker:
             started = time.perf_counter()
             # A static graph per size: two sizes show whether a recompile for a new shape is right.
             batches = self.case.batches[:2] if check == "compile:static" else None
-            rows = self.compare(check, torch.compile(model, **options), batches=batches)
+            try:
+                rows = self.compare(check, torch.compile(model, **options), batches=batches)
+            except Exception as error:  # a compiler crash is a result too: this mode cannot run the model
+                message = str(error).strip().splitlines()[0][:80]
+                self.row(check, "-", logits=math.nan, note=f"failed: {type(error).__name__}: {message}")
+                continue
             rows[-1].note = f"{time.perf_counter() - started:.0f} s with compiling"
             for row in rows:
                 if row.failed(self.tolerance):  # place the difference: the compiled stages at that size
