@@ -156,6 +156,8 @@ class PretrainTask(Task):
         # Pre-training goes on with the architecture of --pretrained weights.
         kept = ("model", "img_size") if config.pretrained is not None else ()
         unset = {key: value for key, value in table.items() if getattr(config, key) is None and key not in kept}
+        if config.schedule is None:
+            unset["schedule"] = "cosine"  # both recipes decay by a cosine after the warm-up
         filled = dataclasses.replace(config, recipe=name, **unset)
         if name == "auto" and filled.time_budget is None and filled.epochs is None:
             filled = dataclasses.replace(filled, time_budget=DEFAULT_BUDGET)
