@@ -18,6 +18,7 @@ import torch
 from swinkit.checkpoints.errors import CheckpointError
 from swinkit.checkpoints.layout import swin_version
 from swinkit.model import VARIANTS, SwinConfig
+from swinkit.model.stems import SPT_COPIES
 
 #: Fields that define the architecture: the weights' names and shapes (two configs that agree
 #: on these load the same checkpoint) and, for Swin V2, the windows the position bias is computed for.
@@ -32,7 +33,10 @@ ARCHITECTURE_FIELDS = (
     "mlp_ratio",
     "qkv_bias",
     "pretrained_window_sizes",
+    "stem",
 )
+#: The first convolution of the conv stem (:class:`swinkit.model.stems.ConvStem`).
+_CONV_STEM = "patch_embed.convs.0.0.weight"
 _BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.norm1\.weight$")
 #: The window of Swin V2 weights that carry no hint of theirs (timm's and torchvision's V2 models use 8).
 DEFAULT_V2_WINDOW = 8
@@ -77,9 +81,15 @@ def infer_config(
         if match:
             stage, block = int(match[1]), int(match[2])
             blocks[stage] = max(blocks.get(stage, 0), block + 1)
+    stem = str(hints.get("stem", "conv" if _CONV_STEM in state_dict else "patch"))
     try:
         proj = state_dict["patch_embed.proj.weight"]
         embed_dim, in_chans, patch_size = proj.shape[0], proj.shape[1], proj.shape[-1]
+        if stem == "spt":
+            in_chans //= SPT_COPIES
+        elif stem == "conv":
+            # The conv stem's strides leave no trace in the shapes: the patch comes from the stored config.
+            in_chans, patch_size = state_dict[_CONV_STEM].shape[1], int(hints["patch_size"])  # type: ignore[call-overload]
         depths = tuple(blocks[stage] for stage in range(len(blocks)))
         if version == 1:
             tables = [
@@ -121,6 +131,7 @@ def infer_config(
         "mlp_ratio": hidden / embed_dim,
         "qkv_bias": bias in state_dict,
         "num_classes": head.shape[0] if head is not None else 0,
+        "stem": stem,
     }
     base = SwinConfig().replace(**inferred, img_size=img_size)
     registered = next((VARIANTS[name] for name in VARIANTS if same_architecture(VARIANTS[name], base)), None)

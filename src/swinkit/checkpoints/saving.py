@@ -63,7 +63,8 @@ def save_pretrained(
     ``preprocessing`` overrides the stored normalisation, crop and interpolation (see
     :func:`model_preprocessing`). Files are written atomically. A directory already holding
     another format's files is refused, and so is an ``hf`` or ``timm`` export of a model that
-    crops the pixels beyond whole patches (``patch_remainder="crop"``), which those formats cannot say.
+    crops the pixels beyond whole patches (``patch_remainder="crop"``), which those formats cannot say,
+    or that has a small-data stem (``stem="conv"`` or ``"spt"``), which only ``native`` holds.
     """
     name = resolve_format(format, SAVE_FORMATS)
     config = model.config
@@ -72,6 +73,11 @@ def save_pretrained(
             f"a {name} export cannot keep patch_remainder={config.patch_remainder!r} (the pixels beyond whole "
             f"patches left out, as torchvision does): {_PADDING_ONLY[name]}, so the export would compute other "
             f"numbers at such sizes. Save it as 'native', or set patch_remainder='pad' on the model's config first"
+        )
+    if config.stem != "patch" and name != "native":
+        raise CheckpointError(
+            f"a {name} export cannot keep stem={config.stem!r}: its Swin has the paper's patch embedding only. "
+            f"Save it as 'native'"
         )
     chosen = model_preprocessing(model, preprocessing)
     tensors, metadata = FORMATS[name].export(model.state_dict(), config, chosen)

@@ -22,6 +22,7 @@ import math
 from swinkit.model.layers import CPB_HIDDEN
 from swinkit.model.ops import window_layout
 from swinkit.model.registry import get_config
+from swinkit.model.stems import SPT_COPIES, stride_twos
 from swinkit.model.swin import SwinConfig, SwinTransformer, _pair
 
 TERMS = ("embedding", "projections", "attention", "position_bias", "mlp", "merging", "norm", "head")
@@ -49,6 +50,28 @@ class FlopCount:
     @property
     def gflops(self) -> float:
         return self.total / 1e9
+
+
+def embedding_flops(config: SwinConfig, height: int, width: int) -> int:
+    """The stem's multiply-adds for a ``height x width`` patch grid (:attr:`SwinConfig.stem`).
+
+    The patch embedding: ``hwC * in_chans * P^2``; shifted patch tokenization the same on
+    five copies of the channels; the conv stem each 3x3 convolution at its output size,
+    plus the 1x1 projection (BatchNorm and GELU are elementwise, not counted).
+    """
+    dim, patch = config.embed_dim, config.patch_size
+    if config.stem == "patch":
+        return height * width * dim * config.in_chans * patch**2
+    if config.stem == "spt":
+        return height * width * dim * SPT_COPIES * config.in_chans * patch**2
+    halvings = stride_twos(patch)
+    count = max(2, halvings)
+    total = height * width * dim * dim
+    for index in range(count):
+        scale = 2 ** max(0, count - index - 1) if index >= count - halvings else patch
+        inputs = config.in_chans if index == 0 else dim
+        total += (height * scale) * (width * scale) * dim * inputs * 9
+    return total
 
 
 def attention_flops(height: int, width: int, dim: int, window: int | None) -> int:
@@ -92,10 +115,7 @@ def count_flops(
     height, width = config.patch_grid(image_h, image_w)
     dim = config.embed_dim
     by_stage: dict[str, dict[str, int]] = {
-        "embedding": {
-            "embedding": height * width * dim * config.in_chans * config.patch_size**2,
-            "norm": height * width * dim,
-        }
+        "embedding": {"embedding": embedding_flops(config, height, width), "norm": height * width * dim}
     }
     for index, (depth, heads) in enumerate(zip(config.depths, config.num_heads)):
         terms = dict.fromkeys(("projections", "attention", "mlp", "merging", "norm"), 0)

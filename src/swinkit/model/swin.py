@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from swinkit.model.layers import PatchEmbed, SwinBlock, SwinStage
+from swinkit.model.stems import STEMS, ConvStem, ShiftedPatchEmbed, stride_twos
 
 
 _Config = TypeVar("_Config")
@@ -61,6 +62,14 @@ class SwinConfig:
     columns of an image whose side is not a multiple of ``patch_size``: ``"pad"`` (zero-pad them
     to a whole patch, as the official code and Hugging Face do) or ``"crop"`` (leave them out,
     as torchvision's Swin does). Sides that are multiples of the patch give the same result.
+
+    ``stem`` is how the pixels become stage 1's tokens (:mod:`swinkit.model.stems`):
+    ``"patch"``, the paper's patch embedding (every released variant, and any pretrained
+    weights); or, options for training from scratch on few small images, ``"conv"`` (an
+    overlapping convolutional stem: 3x3 convolutions with BatchNorm and GELU down to the patch
+    grid, ``patch_size`` a power of two) and ``"spt"`` (shifted patch tokenization: the image
+    and its four diagonal half-patch shifts stacked before the patch projection). Every stem
+    gives the same token map, so the rest of the model is unchanged.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -82,6 +91,7 @@ class SwinConfig:
     pretrained_window_sizes: tuple[int, ...] = ()
     fixed_windows: bool = False
     patch_remainder: str = "pad"
+    stem: str = "patch"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
@@ -129,6 +139,13 @@ class SwinConfig:
                 f"does with pixels beyond whole patches: zero-pad them, or crop them as torchvision does), "
                 f"got {self.patch_remainder!r}"
             )
+        if self.stem not in STEMS:
+            raise ValueError(
+                f"stem must be one of {', '.join(map(repr, STEMS))} (the paper's patch embedding, an overlapping "
+                f"convolutional stem, or shifted patch tokenization), got {self.stem!r}"
+            )
+        if self.stem == "conv":
+            stride_twos(self.patch_size)
         if self.version not in (1, 2):
             raise ValueError(f"version must be 1 (Swin) or 2 (Swin V2), got {self.version!r}")
         if self.pretrained_window_sizes:
@@ -254,7 +271,8 @@ class SwinTransformer(nn.Module):
         self.num_features = config.num_features
         total = sum(config.depths)
         rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        self.patch_embed = PatchEmbed(
+        stem = {"patch": PatchEmbed, "conv": ConvStem, "spt": ShiftedPatchEmbed}[config.stem]
+        self.patch_embed = stem(
             config.patch_size, config.in_chans, config.embed_dim, config.layer_norm_eps, config.patch_remainder
         )
         stages = []
