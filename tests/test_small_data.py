@@ -104,14 +104,25 @@ def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
     assert recipe.choose_lr(64) == 2e-3 and recipe.choose_lr(16) == pytest.approx(2e-3 / 2**0.5)
     assert recipe.choose_warmup(40, 51) == 2.0  # 5% of 40 epochs = 2 epochs >= 100 steps
     assert recipe.choose_warmup(10, 20) == 2.0  # 100 steps would be 5 epochs: capped at a fifth of the run
-    level, short = recipe.choose_regularisation(20, 32)
-    assert level == "none" and short["pad"] == 0 and short["scale"] == (1.0, 1.0) and short["mixup"] == 0.0
-    level, light = recipe.choose_regularisation(80, 32)
-    assert level == "light" and light["pad"] == 2 and light["auto_augment"] == "rand-m5-n2" and light["mixup"] == 0.2
-    assert recipe.choose_regularisation(200, 32)[1] == {
-        "pad": 4, "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
+    # By images a class and the model's size, not by passes: atto (0.57 M) is light below 113 a class, strong from 1,132.
+    atto = 566_790
+    level, light = recipe.choose_regularisation(60, atto, 32)
+    assert level == "light" and light == {
+        "pad": 2, "scale": (0.6, 1.0), "auto_augment": "none", "mixup": 0.0, "cutmix": 0.0, "re_prob": 0.0,
+        "label_smoothing": 0.0, "drop_path": 0.0,
     }  # fmt: skip
-    assert recipe.choose_regularisation(200, 8)[1]["pad"] == 1
+    level, medium = recipe.choose_regularisation(600, atto, 32)
+    assert level == "medium" and medium["auto_augment"] == "rand-m5-n2" and medium["mixup"] == 0.2
+    assert medium["pad"] == 4 and medium["label_smoothing"] == 0.1 and medium["drop_path"] == 0.5
+    assert recipe.choose_regularisation(5000, atto, 32)[1] == {
+        "pad": 4, "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2", "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25,
+        "label_smoothing": 0.1, "drop_path": 1.0,
+    }  # fmt: skip
+    # A larger model fits more: for swin_nano (12 M) the limits are 520 and 5,200 a class; below 1 M they shrink.
+    assert recipe.choose_regularisation(600, 12_000_000, 32)[0] == "medium"
+    assert recipe.choose_regularisation(400, 12_000_000, 32)[0] == "light"
+    assert recipe.choose_regularisation(80, 250_000, 32)[0] == "medium"
+    assert recipe.choose_regularisation(60, atto, 8)[1]["pad"] == 1
     assert recipe.rung_overrides("swin_femto", 2) == {"depths": (2, 2), "num_heads": (3, 6)}
     assert recipe.rung_overrides("swin_atto", 4) == {"depths": (2, 2, 2, 2), "num_heads": (2, 4, 8, 16)}
 
@@ -129,18 +140,24 @@ def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     assert config.crop == "pad" and config.pad is None and config.hflip == 0.0  # how far: after the timing
     assert config.mean == (0.5,) and config.std == (0.25,)
     lines = {choice.setting: str(choice) for choice in choices}
-    assert set(lines) == {"recipe", "input size", "patch, window", "channels", "normalise", "model", "batch",
+    assert set(lines) == {"recipe", "input size", "patch, window", "stem", "channels", "normalise", "model", "batch",
                           "learning rate", "flip"}  # fmt: skip
+    assert overrides["stem"] == "conv" and "small inputs (8 px, at most 64) trained from scratch" in lines["stem"]
     assert "89% on the images, 35% mirrored" in lines["flip"] and lines["flip"].endswith("[--hflip]")
     assert "token maps 8x8, 4x4 over 2 stages" in lines["patch, window"]
     for choice in choices:
         assert choice.reason and choice.flag.startswith("--")
-    timed, more = recipe.after_timing(config, 30, 51, "as many as fit in 1m15s")
-    assert timed.epochs == 30 and timed.warmup_epochs == 1.96 and timed.auto_augment == "none" and timed.pad == 0
-    assert [c.setting for c in more] == ["epochs", "warm-up", "crop", "augment"]
-    assert str(more[2]).startswith("  crop          none ") and "(30 epochs)" in str(more[2])
-    longer, _ = recipe.after_timing(config, 200, 51, "as many as fit in 10m")
-    assert longer.pad == 1 and longer.auto_augment == "rand-m9-n2" and longer.re_prob == 0.25
+    # 60 images a class for femto at 8x8 with two stages (0.32 M parameters): light, whatever the number of passes.
+    for epochs in (30, 200):
+        timed, more = recipe.after_timing(config, epochs, 51, "as many as fit in 1m15s", images_per_class=60)
+        assert timed.epochs == epochs and timed.auto_augment == "none" and timed.mixup == 0.0 and timed.pad == 1
+        assert timed.label_smoothing == 0.0 and timed.drop_path == 0.0
+    assert timed.warmup_epochs == 10.0
+    assert [c.setting for c in more] == ["epochs", "warm-up", "crop", "augment", "regularise"]
+    assert str(more[2]).startswith("  crop          pad 1 + crop ") and "(light)" in str(more[2])
+    assert "fitting 60 images a class for 0.32 M parameters (light below 85, the paper's from 855" in str(more[3]) and str(more[3]).startswith("  augment       light ")
+    # Without images a class (masked-image pre-training): the epochs and warm-up only.
+    assert [c.setting for c in recipe.after_timing(config, 30, 51, "given")[1]] == ["epochs", "warm-up"]
 
 
 def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
@@ -149,8 +166,10 @@ def test_recipe_for_larger_colour_photos_uses_mild_crops_and_flips():
     assert config.model == "swin_nano" and config.img_size == 96 and config.batch_size == 128
     assert config.model_overrides["window_size"] == 6 and config.model_overrides["in_chans"] == 3
     assert config.crop == "resized" and config.hflip == 0.5
-    light, more = recipe.after_timing(config, 100, 390, "given")
-    assert light.scale == (0.6, 1.0) and light.mixup == 0.2 and "resized, area 0.6-1" in str(more[2])
+    assert config.model_overrides["stem"] == "patch"  # 96 px: the paper's patch embedding
+    medium, more = recipe.after_timing(config, 100, 390, "given", images_per_class=5000)
+    assert medium.scale == (0.35, 1.0) and medium.mixup == 0.2 and "resized, area 0.35-1" in str(more[2])
+    assert medium.drop_path == 0.1 and "half the model's drop-path 0.2" in str(more[4])
 
 
 def test_step_down_goes_to_smaller_rungs_then_coarser_patches_by_cost():
@@ -381,8 +400,10 @@ def test_train_prints_the_chosen_recipe_and_its_time_then_trains(tmp_path, capsy
     out = capsys.readouterr().out
     for expected in (
         "  recipe        auto", "  input size    24x24", "  patch, window 2, 6", "  channels      3",
-        "  model         swin_atto", "  batch         16", "  crop          none", "  flip          on",
-        "  epochs        3                        given", "  augment       none",
+        "  model         swin_atto", "  batch         16", "  crop          pad 2 + crop", "  flip          on",
+        "  epochs        3                        given", "  augment       light", "  stem          conv",
+        "  EMA           off                      off: 9 steps are too few to average (from 200)",
+        "recipe chosen: swin_atto (0.02 M parameters, patch 2, stem conv), batch 16, 3 epochs",
         "data: 33 training and 3 validation images, decoded once and kept in memory",
         "time: about ", "epoch 3/3 ",
     ):  # fmt: skip

@@ -22,7 +22,8 @@ from swinkit.cli.arguments import (
 from swinkit.data.memory import parse_size
 from swinkit.data.transforms import CROPS
 from swinkit.tasks import TASKS, train
-from swinkit.train.config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig
+from swinkit.model.stems import STEMS
+from swinkit.train.config import EMA_MODES, PRECISIONS, RECIPES, SCHEDULES, TrainConfig
 from swinkit.train.loop import TrainingDiverged
 from swinkit.train.timing import parse_duration, process_age
 
@@ -109,6 +110,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add_patch_remainder(model)
     model.add_argument("--drop-path", type=float, help="stochastic depth rate, rising linearly over blocks")
     model.add_argument(
+        "--stem",
+        choices=STEMS,
+        help="how pixels become tokens: patch (the paper's patch embedding), conv (overlapping 3x3 convolutions) or "
+        "spt (shifted patch tokenization); default: the checkpoint's, or for the auto recipe conv up to 64 px",
+    )
+    model.add_argument(
         "--grad-checkpointing", action="store_true", help="recompute activations in backward: less memory"
     )
     model.add_argument("--freeze-backbone", action="store_true", help="train the head only (linear probe)")
@@ -141,8 +148,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--layer-decay", type=float, help="layer-wise lr decay factor in (0, 1]; 1 = off")
     optim.add_argument("--clip-grad", type=float, help="gradient-norm clipping; 0 = off")
     optim.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (bf16 works on CPU)")
-    optim.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
-    optim.add_argument("--ema-decay", type=float, default=0.9998)
+    optim.add_argument(
+        "--ema",
+        choices=EMA_MODES,
+        nargs="?",
+        const="on",
+        help="keep an exponential moving average of the weights, evaluated and saved as the run's: on (--ema alone), "
+        "off, or auto (on when training from scratch for enough steps; the auto recipe's default; others: off)",
+    )
+    optim.add_argument("--ema-decay", type=float, help="EMA decay per step (default: from the run's steps)")
 
     augment = parser.add_argument_group("augmentation")
     augment.add_argument(
@@ -191,6 +205,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     }
     fields["task_options"] = task_options(args, args.task)
     fields["model_overrides"] = dict(args.model_overrides) | patch_remainder_override(args)
+    if getattr(args, "stem", None) is not None:
+        fields["model_overrides"]["stem"] = args.stem
     for name in ("scale", "mean", "std"):
         if getattr(args, name) is not None:
             fields[name] = tuple(getattr(args, name))

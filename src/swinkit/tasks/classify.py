@@ -43,7 +43,7 @@ from swinkit.data.tensors import BatchAugment, TensorBatches, fits_as_tensor, st
 from swinkit.model import SwinTransformer
 from swinkit.preprocessing import Preprocessing
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
-from swinkit.train import plots, recipe
+from swinkit.train import plots, recipe, recipe_report
 from swinkit.train.config import TrainConfig
 from swinkit.train.layer_decay import default_layer_decay
 from swinkit.train.metrics import ConfusionCounter, Evaluation, topk_correct
@@ -81,7 +81,7 @@ def augment_config(config: TrainConfig) -> AugmentConfig:
         re_prob=config.re_prob or 0.0,
         mixup=config.mixup or 0.0,
         cutmix=config.cutmix or 0.0,
-        label_smoothing=config.label_smoothing,
+        label_smoothing=config.label_smoothing or 0.0,
     )
 
 
@@ -150,9 +150,14 @@ class ClassifyTask(Task):
     def after_timing(
         self, config: TrainConfig, epochs: int, steps_per_epoch: int, reason: str
     ) -> tuple[TrainConfig, list[recipe.Choice]]:
-        config, choices = recipe.after_timing(config, epochs, steps_per_epoch, reason)
+        config, choices = recipe.after_timing(config, epochs, steps_per_epoch, reason, self.images_per_class)
         self._set_augmentation(config)
         return config, choices
+
+    @property
+    def images_per_class(self) -> float:
+        """Training images per class, on average."""
+        return len(self.data.train) / max(1, len(self.classes))
 
     def build_model(self, config: TrainConfig) -> SwinTransformer:
         model = build_classifier(config, self.classes)
@@ -268,7 +273,7 @@ class ClassifyTask(Task):
         augment = augment_config(config)
         self.mixup = build_mixup(augment, len(self.classes)) if config.augment else None
         # Mixed targets arrive already smoothed.
-        self.smoothing = 0.0 if self.mixup is not None else config.label_smoothing
+        self.smoothing = 0.0 if self.mixup is not None else config.label_smoothing or 0.0
         batch_augment = augment if config.augment else None
         if self.tensor_path:
             self.train_loader.augment = BatchAugment(self._preprocessing, batch_augment)
@@ -318,6 +323,13 @@ class ClassifyTask(Task):
         path = folder / "confusion_matrix.png"
         plots.plot_confusion(result.confusion, self.classes, path, "validation confusion matrix")
         return [path]
+
+    def closing_lines(self, config: TrainConfig, model: nn.Module) -> list[str]:
+        """For a data-chosen run from scratch: what was chosen, and the small-data benchmark's figure for it."""
+        if config.recipe != "auto":
+            return []
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        return recipe_report.report_lines(config, self.images_per_class, parameters, model.config.stem)
 
     def summary(self, result: Evaluation, best: float | None, best_path: Path) -> str:
         return (

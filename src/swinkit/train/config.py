@@ -26,16 +26,19 @@ SCHEDULES = ("cosine", "poly")
 
 #: The default budget of a data-chosen run (seconds): a first run on a CPU.
 DEFAULT_BUDGET = 600.0
-#: Settings the data-chosen recipe fixes whatever the data (AdamW, cosine, label smoothing).
+#: Settings the data-chosen recipe fixes whatever the data (AdamW, cosine); label smoothing,
+#: drop-path and the augmentation are chosen from the images a class, and the EMA from the steps.
 AUTO_FIXED = {
     "accum_steps": 1,
     "lr_base_batch": 0,
     "min_lr": 1e-5,
     "weight_decay": 0.05,
     "clip_grad": 5.0,
-    "label_smoothing": 0.1,
     "crop_pct": 1.0,
+    "ema": "auto",
 }
+#: ``ema`` settings: keep an exponential moving average of the weights, or not, or let the run decide.
+EMA_MODES = ("on", "off", "auto")
 
 #: The paper's recipe (the brief's "Training recipe"): lr 1e-3 at batch 1024, scaled linearly.
 SCRATCH = MappingProxyType(
@@ -182,8 +185,8 @@ class TrainConfig:
     drop_path: float | None = None
     augment: bool = True
     precision: str = "fp32"
-    ema: bool = False
-    ema_decay: float = 0.9998
+    ema: str | None = None
+    ema_decay: float | None = None
     grad_checkpointing: bool = False
     freeze_backbone: bool = False
     seed: int = 0
@@ -233,6 +236,8 @@ class TrainConfig:
             filled.layer_decay = 1.0
         if filled.schedule is None:
             filled.schedule = "cosine"
+        if filled.ema is None:
+            filled.ema = "off"
         if name == "auto" and filled.pretrained:
             raise ValueError(
                 "recipe 'auto' trains from scratch; with pretrained weights use recipe 'finetune' (the default)"
@@ -269,7 +274,9 @@ class TrainConfig:
             raise ValueError(f"val_split must be in [0, 1), got {self.val_split}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1] (1 disables it), got {self.layer_decay}")
-        if not 0.0 < self.ema_decay < 1.0:
+        if self.ema is not None and self.ema not in EMA_MODES:
+            raise ValueError(f"ema {self.ema!r} is not one of {', '.join(EMA_MODES)}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
@@ -277,7 +284,7 @@ class TrainConfig:
             raise ValueError(f"lora (the adapter rank) must be >= 0 (0: no adapters), got {self.lora}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.lora and (self.ema or self.freeze_backbone):
+        if self.lora and (self.ema == "on" or self.freeze_backbone):
             raise ValueError("lora trains adapters and the head; it does not combine with ema or freeze_backbone")
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,6 +306,9 @@ class TrainConfig:
         for key in ("scale", "mean", "std"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
+        if isinstance(values.get("ema"), bool):
+            # Runs saved when EMA was a switch.
+            values["ema"] = "on" if values["ema"] else "off"
         return cls(**values)
 
     @classmethod

@@ -49,8 +49,11 @@ from swinkit.train.timing import (
 
 #: Seconds a checkpoint (and the metrics file) is assumed to take before one is measured.
 SAVE_SECONDS = 0.3
-#: Seconds assumed for what follows the last epoch (the final pictures and curves).
+#: Seconds assumed for what follows the last epoch (the final pictures and curves), at least.
 FINAL_SECONDS = 2.0
+#: Drawings after the last epoch, in units of one drawing of the curves as timed during the run
+#: (the curves and the task's pictures); their time is kept out of the budget's last epochs.
+FINAL_PICTURES = 2.0
 #: The curves are redrawn at most this often (seconds), and after the last epoch.
 PLOT_INTERVAL = 30.0
 #: A step whose first try takes longer than this is timed once more, not three times.
@@ -60,6 +63,11 @@ SLOW_STEP = 2.0
 def _now() -> float:
     """The clock of budgets and progress lines (seconds; tests replace it)."""
     return time.monotonic()
+
+
+def _model_settings(config: TrainConfig) -> tuple[object, ...]:
+    """The settings a task builds its model from: when the recipe changes them, the model is built again."""
+    return config.model, config.model_overrides, config.drop_path, config.img_size, config.pretrained
 
 
 class TrainingDiverged(RuntimeError):
@@ -183,8 +191,11 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(len(self.train_loader) / self.config.accum_steps)
         self.fit_budget = 0.0
         self.most_epochs: int | None = None
+        self.final_seconds = FINAL_SECONDS
         if self.fresh:
             self._plan()
+        else:
+            self._settle_ema(announce=False)
         # Training draws random numbers from where the model's initialisation left them,
         # whatever the timing drew.
         set_rng_state(self.rng_after_init)
@@ -205,7 +216,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-            if config.ema
+            if config.ema == "on"
             else None
         )
         self.network: nn.Module = self.model
@@ -264,6 +275,12 @@ class _Trainer:
         optimizer = build_optimizer(probe, 1e-6, config.weight_decay, config.layer_decay, self.task.parameter_groups)
 
         most = self.loaders.train_count
+        # A run that may keep an EMA of the weights pays for its update in every step.
+        averaged = (
+            AveragedModel(probe, multi_avg_fn=get_ema_multi_avg_fn(0.999), use_buffers=True)
+            if (config.ema or "off") != "off"
+            else None
+        )
 
         def stepper(size: int) -> Callable[[], None]:
             batch = self.task.timing_batch(min(size, most))
@@ -274,6 +291,8 @@ class _Trainer:
                     nn.utils.clip_grad_norm_(probe.parameters(), config.clip_grad)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if averaged is not None:
+                    averaged.update_parameters(probe)
 
             return step
 
@@ -356,17 +375,23 @@ class _Trainer:
                 self.config = config = dataclasses.replace(config, warmup_epochs=warmup)
             self.config = config = dataclasses.replace(config, epochs=epochs)
         if auto:
+            before = self.config
             self.config, more = self.task.after_timing(config, epochs, self.steps_per_epoch, reason)
             config = self.config
             config.validate()
             for choice in more:
                 log.line(str(choice))
+            if _model_settings(config) != _model_settings(before):
+                # The recipe's last choices change the model (its drop-path): built again from the same seed.
+                self._build_model()
+        self._settle_ema(announce=auto or config.ema == "auto")
+        config = self.config
         log.set_activity(None)
         if per_epoch is None:
             return
-        total = _now() - self.start + config.epochs * per_epoch + FINAL_SECONDS
+        total = _now() - self.start + config.epochs * per_epoch + self.final_seconds
         log.planned_epoch = per_epoch
-        log.final_seconds = FINAL_SECONDS
+        log.final_seconds = self.final_seconds
         budget_note = f"; budget {format_duration(budget)}" if self.fit_budget else ""
         log.line(
             f"time: about {format_duration(total)} in all, {config.epochs} epochs of ~{format_duration(per_epoch)} "
@@ -378,6 +403,17 @@ class _Trainer:
                 f"epochs to an hour (any duration: 30m, 2h); or fewer --epochs, a smaller model (--model "
                 f"swin_femto, see swinkit models), a smaller --img-size, or a GPU"
             )
+
+    def _settle_ema(self, announce: bool) -> None:
+        """Decide the EMA of the weights (``ema`` "on" or "off", and its decay) from the run's steps; print why."""
+        config = self.config
+        from_scratch = not config.pretrained and not config.lora
+        total_steps = self.steps_per_epoch * config.epochs
+        keep, decay, why = recipe.choose_ema(total_steps, from_scratch, config.ema or "off", config.ema_decay)
+        self.config = dataclasses.replace(config, ema="on" if keep else "off", ema_decay=decay)
+        if announce:
+            value = f"on, decay {decay:.4g}" if keep else "off"
+            self.printer.line(str(recipe.Choice("EMA", value, why, "--ema on|off|auto --ema-decay")))
 
     def _config_record(self) -> dict[str, Any]:
         return {
@@ -464,6 +500,8 @@ class _Trainer:
             self.printer.line(f"plots: {', '.join(str(path) for path in pictures)}")
         else:
             self.printer.line(f"no validation set; plots: {pictures[0]}")
+        for line in self.task.closing_lines(self.config, self.model):
+            self.printer.line(line)
         return TrainResult(self.run_dir.path, self.config.epochs, primary.name, self.best, final, self.rows)
 
     @torch.no_grad()
@@ -502,7 +540,7 @@ class _Trainer:
         per_epoch = self.printer.log.per_epoch() or 0.0
         elapsed = _now() - self.start
         epochs = refit(
-            self.fit_budget, elapsed, epoch, self.config.epochs, per_epoch, FINAL_SECONDS, self.most_epochs
+            self.fit_budget, elapsed, epoch, self.config.epochs, per_epoch, self.final_seconds, self.most_epochs
         )
         epochs = self.context.gather(epochs)[0]
         if epochs == self.config.epochs:
@@ -612,8 +650,12 @@ class _Trainer:
         self.run_dir.write_metrics(self.rows)
         self.run_dir.save_checkpoint(epoch, export, state, best)
         if _now() - self.plotted >= PLOT_INTERVAL:
+            began = _now()
             self._plot_curves()
             self.plotted = _now()
+            # What follows the last epoch draws the curves and the task's pictures: about twice this.
+            self.final_seconds = max(FINAL_SECONDS, FINAL_PICTURES * (self.plotted - began))
+            self.printer.log.final_seconds = self.final_seconds
 
     def _report(self, row: dict[str, Any], epochs: int) -> None:
         text = f"epoch {row['epoch']}/{epochs}  {self.task.epoch_text(row)}"

@@ -15,9 +15,14 @@ the user gave is kept and reported as theirs. In order:
 4. **batch and learning rate** from the number of images (:func:`choose_batch`, :func:`choose_lr`);
 5. **crop and flip**: pad-and-crop for small inputs, resized crops for larger ones;
    horizontal flips only when mirroring keeps the classes (:class:`~swinkit.data.profile.MirrorTest`);
-6. after the steps are timed, **epochs** (as many as fit in the budget, at most
-   :data:`MAX_EPOCHS`), **warm-up**, and how far the crops go, **RandAugment, mixing and
-   erasing**, all scaled to how many times each image will be seen (:func:`choose_regularisation`).
+6. **stem**: the overlapping convolutional stem for inputs of at most
+   :data:`CONV_STEM_UP_TO` pixels, else the paper's patch embedding (:func:`choose_stem`);
+7. after the steps are timed, **epochs** (as many as fit in the budget, at most
+   :data:`MAX_EPOCHS`) and **warm-up**; then, from the images a class and the size of the
+   model finally chosen, how far the crops go, **RandAugment, mixing, erasing, label
+   smoothing and drop-path** (:func:`choose_regularisation`): light for few images a class,
+   whatever the number of passes;
+8. **EMA** of the weights (``--ema auto``), by the loop once the steps are known (:func:`choose_ema`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import math
 from collections.abc import Sequence
 
 from swinkit.data.profile import DataProfile
-from swinkit.model import COMPACT, get_config
+from swinkit.model import COMPACT, create_model, get_config
 from swinkit.model.flops import count_flops
 from swinkit.train.config import TrainConfig
 
@@ -44,6 +49,16 @@ MAX_SIDE = 224
 WINDOWS = (4, 6, 7, 8)
 #: Input sizes within this relative distance of the images' size count as equally good.
 SIZE_TOLERANCE = 0.15
+#: Images a class below which a 1 M-parameter model gets light augmentation (:func:`choose_regularisation`).
+LIGHT_BELOW = 150
+#: Images a class from which a 1 M-parameter model gets the paper's augmentation.
+STRONG_FROM = 1500
+#: The largest input side (pixels) for which the recipe chooses the convolutional stem (:func:`choose_stem`).
+CONV_STEM_UP_TO = 64
+#: Share of the run the EMA of the weights averages over (:func:`choose_ema`).
+EMA_SHARE = 0.1
+#: Fewer optimiser steps than this leave the EMA off under ``--ema auto``.
+EMA_MIN_STEPS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,23 +185,76 @@ def choose_warmup(epochs: int, steps_per_epoch: int) -> float:
     return round(min(wanted, 0.2 * epochs), 2)
 
 
-def choose_regularisation(epochs: int, side: int) -> tuple[str, dict[str, object]]:
-    """Augmentation for a run of ``epochs`` passes over ``side``-pixel images, and the level's name.
+def capacity_scale(parameters: int) -> float:
+    """How much more a model of ``parameters`` can fit than a 1 M-parameter one: ``sqrt(parameters / 1e6)``,
+    between 0.5 and 4. The images-per-class limits of :func:`choose_regularisation` scale by it."""
+    return min(4.0, max(0.5, math.sqrt(parameters / 1e6)))
 
-    A compact model seeing each image fewer than 50 times is still fitting the data: any
-    augmentation only slows it down (none: no crops either). From 50 passes it starts to
-    memorise (light: pad-and-crop by 1/16 of the side or resized crops of area 0.6-1,
-    RandAugment two ops at magnitude 5, MixUp 0.2); from 150, the full set (1/8 of the side
-    or area 0.35-1, and the paper's RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25).
+
+def choose_regularisation(images_per_class: float, parameters: int, side: int) -> tuple[str, dict[str, object]]:
+    """Augmentation, label smoothing and drop-path for ``images_per_class`` and a model of ``parameters``; the level.
+
+    Regularisation is tied to what the model can fit, not to how long it trains: a
+    0.57 M-parameter Swin with 60 images a class underfits under the paper's augmentation
+    however many passes it makes. With ``s`` the :func:`capacity_scale` of the model, below
+    ``LIGHT_BELOW * s`` images a class: light (random shifts of 1/16 of the side, or resized
+    crops of area 0.6-1; no RandAugment, mixing or erasing; no label smoothing; no
+    drop-path); from ``STRONG_FROM * s``: the paper's (1/8 of the side or area 0.35-1,
+    RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25, smoothing 0.1, the rung's
+    drop-path); in between, medium (1/8 or 0.35-1, RandAugment 2 ops at m5, MixUp 0.2,
+    smoothing 0.1, half the rung's drop-path). ``drop_path`` is a share of the model's own rate.
     """
-    if epochs < 50:
-        return "none", {"pad": 0, "scale": (1.0, 1.0), "auto_augment": "none", "mixup": 0.0, "cutmix": 0.0,
-                        "re_prob": 0.0}  # fmt: skip
-    if epochs < 150:
-        return "light", {"pad": max(1, round(side / 16)), "scale": (0.6, 1.0), "auto_augment": "rand-m5-n2",
-                         "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0}  # fmt: skip
+    scale = capacity_scale(parameters)
+    if images_per_class < LIGHT_BELOW * scale:
+        return "light", {"pad": max(1, round(side / 16)), "scale": (0.6, 1.0), "auto_augment": "none", "mixup": 0.0,
+                         "cutmix": 0.0, "re_prob": 0.0, "label_smoothing": 0.0, "drop_path": 0.0}  # fmt: skip
+    if images_per_class < STRONG_FROM * scale:
+        return "medium", {"pad": max(1, round(side / 8)), "scale": (0.35, 1.0), "auto_augment": "rand-m5-n2",
+                          "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0, "label_smoothing": 0.1,
+                          "drop_path": 0.5}  # fmt: skip
     return "strong", {"pad": max(1, round(side / 8)), "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2",
-                      "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25}  # fmt: skip
+                      "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25, "label_smoothing": 0.1, "drop_path": 1.0}  # fmt: skip
+
+
+def choose_stem(side: int, patch: int, given: str | None) -> tuple[str, str]:
+    """The stem (:attr:`swinkit.SwinConfig.stem`) for training from scratch on ``side``-pixel inputs, and why.
+
+    Up to :data:`CONV_STEM_UP_TO` pixels the overlapping convolutional stem: with few
+    tokens a side and no pretrained weights, 3x3 convolutions give the first stage local
+    features that one linear map of a patch does not (``patch`` must be a power of two).
+    Larger inputs keep the paper's patch embedding. A ``given`` stem is kept.
+    """
+    if given is not None:
+        return given, "given"
+    if side > CONV_STEM_UP_TO:
+        return "patch", f"the paper's patch embedding: inputs above {CONV_STEM_UP_TO} px have enough pixels a token"
+    if patch & (patch - 1):
+        return "patch", f"the paper's patch embedding: the conv stem halves the image, and patch {patch} is no power of 2"
+    return "conv", (
+        f"overlapping 3x3 convolutions down to patch {patch}: small inputs ({side} px, at most {CONV_STEM_UP_TO}) "
+        f"trained from scratch (--pretrained keeps the paper's patch embedding)"
+    )
+
+
+def choose_ema(total_steps: int, from_scratch: bool, mode: str, decay: float | None) -> tuple[bool, float | None, str]:
+    """Whether to keep an EMA of the weights, its decay, and why, for a run of ``total_steps`` optimiser steps.
+
+    ``mode`` ``"on"`` or ``"off"`` is kept; ``"auto"`` is on when training from scratch
+    (``from_scratch``: no pretrained weights, no adapters) for at least :data:`EMA_MIN_STEPS`
+    steps. The decay, unless given, averages over the last :data:`EMA_SHARE` of the run:
+    ``1 - 1 / (EMA_SHARE * total_steps)``, between 0.99 and 0.9999.
+    """
+    chosen = decay if decay is not None else min(0.9999, max(0.99, 1 - 1 / (EMA_SHARE * max(1, total_steps))))
+    horizon = f"decay {chosen:.4g}: about the last {1 / (1 - chosen):.0f} of {total_steps:,} steps"
+    if mode == "on":
+        return True, chosen, f"given; {horizon}"
+    if mode == "off":
+        return False, decay, "given"
+    if not from_scratch:
+        return False, decay, "off when starting from pretrained weights or training adapters"
+    if total_steps < EMA_MIN_STEPS:
+        return False, decay, f"off: {total_steps} steps are too few to average (from {EMA_MIN_STEPS})"
+    return True, chosen, f"from scratch; {horizon}"
 
 
 def _size(value: object) -> str:
@@ -319,6 +387,13 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
         )
     )
 
+    # Stem: the convolutional one for small inputs (every auto run trains from scratch).
+    input_side = config.img_size if config.img_size is not None else geometry.img_size
+    patch_now = int(overrides.get("patch_size") or geometry.patch)  # type: ignore[call-overload]
+    stem, why = choose_stem(input_side, patch_now, overrides.get("stem"))  # type: ignore[arg-type]
+    overrides["stem"] = stem
+    choices.append(Choice("stem", stem, why, "--stem patch|conv|spt"))
+
     # Channels and normalisation.
     choices += choose_channels(config, profile, overrides, changes)
 
@@ -362,8 +437,7 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
             )
         )
 
-    # Crop (how far it moves is chosen with the epochs) and flip.
-    input_side = config.img_size if config.img_size is not None else geometry.img_size
+    # Crop (how far it moves is chosen with the model, after the timing) and flip.
     if config.crop is None:
         changes["crop"] = "pad" if input_side <= 64 else "resized"
     if config.hflip is None:
@@ -383,15 +457,24 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
     return dataclasses.replace(config, model_overrides=overrides, **changes), choices, candidates
 
 
+def model_parameters(config: TrainConfig) -> int:
+    """Parameters of the model ``config`` describes (built on the meta device: no memory, no time)."""
+    overrides = dict(config.model_overrides)
+    if config.img_size is not None:
+        overrides["img_size"] = config.img_size
+    model = create_model(config.model or "swin_t", device="meta", **overrides)
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
 def after_timing(
-    config: TrainConfig, epochs: int, steps_per_epoch: int, reason: str
+    config: TrainConfig, epochs: int, steps_per_epoch: int, reason: str, images_per_class: float | None = None
 ) -> tuple[TrainConfig, list[Choice]]:
-    """Set ``epochs`` (chosen for ``reason``), then fill warm-up and the regularisation level of ``config``."""
+    """Set ``epochs`` (chosen for ``reason``) and the warm-up of ``config``; with ``images_per_class`` (a
+    classifier's data), also the crop, augmentation, label smoothing and drop-path (:func:`choose_regularisation`)."""
     changes: dict[str, object] = {"epochs": epochs}
     choices = [Choice("epochs", str(epochs), reason, "--epochs, --time")]
-    total = epochs
     if config.warmup_epochs is None:
-        changes["warmup_epochs"] = choose_warmup(total, steps_per_epoch)
+        changes["warmup_epochs"] = choose_warmup(epochs, steps_per_epoch)
         choices.append(
             Choice(
                 "warm-up",
@@ -400,29 +483,55 @@ def after_timing(
                 "--warmup-epochs",
             )
         )
+    if images_per_class is not None:
+        config, more = regularisation_choices(config, images_per_class)
+        choices += more
+    return dataclasses.replace(config, **changes), choices
+
+
+def regularisation_choices(config: TrainConfig, images_per_class: float) -> tuple[TrainConfig, list[Choice]]:
+    """Fill the unset crop, augmentation, label smoothing and drop-path of ``config`` by :func:`choose_regularisation`.
+
+    Returns the config and the lines to print: the crop, the augmentation level with its
+    limits for this model's size, and the smoothing and drop-path.
+    """
     side = config.img_size if isinstance(config.img_size, int) else min(config.img_size or (32,))
-    level, settings = choose_regularisation(total, side)
+    parameters = model_parameters(config)
+    level, settings = choose_regularisation(images_per_class, parameters, side)
+    scale = capacity_scale(parameters)
+    model_rate = float(get_config(config.model or "swin_t", **config.model_overrides).drop_path_rate)
+    settings["drop_path"] = round(settings["drop_path"] * model_rate, 4)  # type: ignore[operator]
     if config.crop == "pad":
         settings.pop("scale")
-        crop = f"pad {settings['pad']} + crop" if settings["pad"] else "none"
+        crop = f"pad {settings['pad']} + crop"
     else:
         settings.pop("pad")
-        low, high = settings["scale"]
-        crop = f"resized, area {low:g}-{high:g}" if low < 1 else "none"
+        low, high = settings["scale"]  # type: ignore[misc]
+        crop = f"resized, area {low:g}-{high:g}"
     unset = {key: value for key, value in settings.items() if getattr(config, key) is None}
-    changes.update(unset)
+    fits = (
+        f"{images_per_class:,.0f} images a class for {parameters / 1e6:.2f} M parameters (light below "
+        f"{LIGHT_BELOW * scale:,.0f}, the paper's from {STRONG_FROM * scale:,.0f} at this size)"
+    )
+    choices = []
     if "pad" in unset or "scale" in unset:
         why = {
-            "none": "none in a short run",
             "light": "random shifts of up to 1/16 of the side" if config.crop == "pad" else "light resized crops",
+            "medium": "random shifts of up to 1/8 of the side" if config.crop == "pad" else "mild resized crops",
             "strong": "random shifts of up to 1/8 of the side" if config.crop == "pad" else "mild resized crops",
         }[level]
-        choices.append(Choice("crop", crop, f"{why} ({total} epochs)", "--crop --pad --scale"))
-    if unset.keys() - {"pad", "scale"}:
+        choices.append(Choice("crop", crop, f"{why} ({level})", "--crop --pad --scale"))
+    if unset.keys() & {"auto_augment", "mixup", "cutmix", "re_prob"}:
         described = {
-            "none": f"none: {total} passes over the data leave a compact model still fitting it",
-            "light": f"light (RandAugment 2 ops at m5, MixUp 0.2): {total} passes, enough to start memorising",
-            "strong": f"the paper's (RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25): {total} passes",
+            "light": "no RandAugment, mixing or erasing, which would keep the model from fitting",
+            "medium": "RandAugment 2 ops at m5, MixUp 0.2:",
+            "strong": "the paper's (RandAugment m9, MixUp 0.8, CutMix 1.0, erasing 0.25):",
         }[level]
-        choices.append(Choice("augment", level, described, "--auto-augment --mixup --cutmix --re-prob"))
-    return dataclasses.replace(config, **changes), choices
+        choices.append(Choice("augment", level, f"{described} {fits}", "--auto-augment --mixup --cutmix --re-prob"))
+    if unset.keys() & {"label_smoothing", "drop_path"}:
+        values = f"smoothing {settings['label_smoothing']:g}, drop-path {settings['drop_path']:g}"
+        why = "none: the model should fit its few images" if level == "light" else f"{level} regularisation"
+        if level == "medium":
+            why += f" (half the model's drop-path {model_rate:g})"
+        choices.append(Choice("regularise", values, why, "--smoothing --drop-path"))
+    return dataclasses.replace(config, **unset), choices

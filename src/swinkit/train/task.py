@@ -23,7 +23,7 @@ the loaders it built). The loop calls, in order::
     after_timing(config, epochs, ...)    recipe "auto": fill what depends on the epochs
     per epoch: training_step(model, batch) per batch; evaluator(), update(), compute();
                epoch_pictures(model, folder, epoch) on rank 0
-    at the end: final_pictures(result, folder), summary(result, best, best_path)
+    at the end: final_pictures(result, folder), summary(result, best, best_path), closing_lines(config, model)
 
 ``best`` is the checkpoint with the best primary metric; a run without validation data
 keeps the one with the lowest training loss.
@@ -343,6 +343,10 @@ class TrainingTask(abc.ABC):
         """The line about the final validation result and the best checkpoint."""
         values = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
         return f"validation: {values} (best {self.primary.name} {best:.4f}, saved as {best_path})"
+
+    def closing_lines(self, config: TrainConfig, model: nn.Module) -> list[str]:
+        """Lines printed last, after the summary (a data-chosen recipe's report); none by default."""
+        return []
 
 
 def cores() -> int:

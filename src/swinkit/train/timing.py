@@ -23,7 +23,8 @@ from typing import TextIO
 LONG_RUN = 3 * 3600.0
 #: Away from a terminal, a progress line at least this often within an epoch (seconds).
 PROGRESS_INTERVAL = 20.0
-#: A run projected to pass its budget by more than this share is shortened (see :func:`refit`).
+#: A run projected to end earlier than its budget by more than twice this share is lengthened
+#: early on (see :func:`refit`).
 OVERRUN_TOLERANCE = 0.05
 #: Within this share of its epochs, a run projected to end well before its budget is lengthened.
 LENGTHEN_WITHIN = 0.25
@@ -116,8 +117,9 @@ def refit(
 ) -> int:
     """Epochs to plan after ``done`` of ``planned`` took ``elapsed`` seconds, epochs now taking ``per_epoch``.
 
-    A run projected to end more than :data:`OVERRUN_TOLERANCE` past ``budget`` gets as many
-    epochs as still fit, at least ``done`` (it then stops after this epoch). Within the
+    A run projected to end past ``budget`` (its epochs and the ``final_seconds`` after
+    them) gets as many epochs as still fit, at least ``done`` (it then stops after this
+    epoch): a budget is a limit, not a target. Within the
     first :data:`LENGTHEN_WITHIN` of its epochs, a run projected to end more than twice
     that tolerance early gets as many as fit, up to ``most``: the learning-rate schedule has
     barely moved yet. Otherwise the plan stands.
@@ -126,7 +128,7 @@ def refit(
         return planned
     projected = elapsed + (planned - done) * per_epoch + final_seconds
     fits = done + math.floor((budget - elapsed - final_seconds) / per_epoch)
-    if projected > budget * (1 + OVERRUN_TOLERANCE):
+    if projected > budget:
         return max(done, min(planned, fits))
     early = done <= LENGTHEN_WITHIN * planned
     if most is not None and early and projected < budget * (1 - 2 * OVERRUN_TOLERANCE):
