@@ -493,3 +493,47 @@ def test_a_run_faster_than_timed_is_lengthened_early(timed_run, monkeypatch, cap
     assert "  epochs        5 " in out
     assert "epochs take ~0.5s, shorter than timed: lengthening the run to 20 epochs to end within 10s" in out
     assert result.epochs == len(result.metrics) == 20 and result.metrics[-1]["lr"] == pytest.approx(1e-5)
+
+
+def test_the_budget_is_a_limit_and_the_planned_end_counts_evaluation(timed_run, monkeypatch, capsys):
+    clock, config = timed_run
+    # 3 validation images at 1 s each: atto's epoch is 3 x 0.6 s of steps + 3 s of evaluation = 4.8 s, so 8 fit in 40 s.
+    monkeypatch.setattr(loop._Trainer, "_time_steps", lambda self: ({"swin_femto": 1.0, "swin_atto": 0.6}[self.config.model], 1.0))
+    real_save = loop._Trainer._save
+
+    def timed_save(self, epoch, best):
+        real_save(self, epoch, best)
+        clock.now += 4.8
+
+    monkeypatch.setattr(loop._Trainer, "_save", timed_save)
+    result = tasks.train(dataclasses.replace(config, name="evaluated"))
+    assert "time: about 38s in all, 8 epochs of ~4.8s" in capsys.readouterr().out
+    assert result.epochs == 8 and clock.now <= 40.0
+    # A run projected to end even a little past its budget is shortened (no tolerance above it).
+    assert refit(600, elapsed=125, done=10, planned=51, per_epoch=11.5, final_seconds=2) == 10 + 41
+    assert refit(600, elapsed=125, done=10, planned=51, per_epoch=11.7, final_seconds=2) == 10 + 40
+
+
+def test_drawing_after_the_last_epoch_is_measured_and_kept_within_the_budget(timed_run, monkeypatch, capsys):
+    clock, config = timed_run
+    real_save, real_curves = loop._Trainer._save, loop._Trainer._plot_curves
+
+    def timed_save(self, epoch, best):
+        real_save(self, epoch, best)
+        clock.now += 1.8  # epochs take what was timed
+
+    def slow_curves(self):
+        real_curves(self)
+        clock.now += 3.0
+
+    def slow_pictures(self, result, folder):
+        clock.now += 6.0
+        return []
+
+    monkeypatch.setattr(loop._Trainer, "_save", timed_save)
+    monkeypatch.setattr(loop._Trainer, "_plot_curves", slow_curves)
+    monkeypatch.setattr(tasks.classify.ClassifyTask, "final_pictures", slow_pictures)
+    result = tasks.train(dataclasses.replace(config, name="drawn"))
+    # The first drawing of the curves took 3 s: 6 s are kept for the curves and pictures after the last epoch.
+    assert "shortening the run to 7 epochs to end within 40s" in capsys.readouterr().out
+    assert result.epochs == 7 and clock.now <= 40.0
