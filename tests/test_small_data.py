@@ -104,7 +104,7 @@ def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
     assert recipe.choose_lr(64) == 2e-3 and recipe.choose_lr(16) == pytest.approx(2e-3 / 2**0.5)
     assert recipe.choose_warmup(40, 51) == 2.0  # 5% of 40 epochs = 2 epochs >= 100 steps
     assert recipe.choose_warmup(10, 20) == 2.0  # 100 steps would be 5 epochs: capped at a fifth of the run
-    # By images a class and the model's size, not by passes: atto (0.57 M) is light below 113 a class, strong from 1,132.
+    # By images a class and the model's size, not by passes: atto (0.57 M) is light below 113 a class, strong from 1132.
     atto = 566_790
     level, light = recipe.choose_regularisation(60, atto, 32)
     assert level == "light" and light == {
@@ -155,7 +155,8 @@ def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     assert timed.warmup_epochs == 10.0
     assert [c.setting for c in more] == ["epochs", "warm-up", "crop", "augment", "regularise"]
     assert str(more[2]).startswith("  crop          pad 1 + crop ") and "(light)" in str(more[2])
-    assert "fitting 60 images a class for 0.32 M parameters (light below 85, the paper's from 855" in str(more[3]) and str(more[3]).startswith("  augment       light ")
+    assert str(more[3]).startswith("  augment       light ")
+    assert "fitting 60 images a class for 0.32 M parameters (light below 85, the paper's from 855" in str(more[3])
     # Without images a class (masked-image pre-training): the epochs and warm-up only.
     assert [c.setting for c in recipe.after_timing(config, 30, 51, "given")[1]] == ["epochs", "warm-up"]
 
@@ -498,7 +499,8 @@ def test_a_run_faster_than_timed_is_lengthened_early(timed_run, monkeypatch, cap
 def test_the_budget_is_a_limit_and_the_planned_end_counts_evaluation(timed_run, monkeypatch, capsys):
     clock, config = timed_run
     # 3 validation images at 1 s each: atto's epoch is 3 x 0.6 s of steps + 3 s of evaluation = 4.8 s, so 8 fit in 40 s.
-    monkeypatch.setattr(loop._Trainer, "_time_steps", lambda self: ({"swin_femto": 1.0, "swin_atto": 0.6}[self.config.model], 1.0))
+    step = {"swin_femto": 1.0, "swin_atto": 0.6}
+    monkeypatch.setattr(loop._Trainer, "_time_steps", lambda self: (step[self.config.model], 1.0))
     real_save = loop._Trainer._save
 
     def timed_save(self, epoch, best):

@@ -1,4 +1,4 @@
-"""The small-data stems (``stem="conv"``, ``"spt"``): the patch embedding's token layout, saving, the default unchanged."""
+"""The small-data stems (``stem="conv"``, ``"spt"``): the patch embedding's token map, saving, the default kept."""
 
 import pytest
 import torch
@@ -21,7 +21,9 @@ def test_the_default_stem_is_the_patch_embedding_of_every_released_variant():
 
 @pytest.mark.parametrize("stem", ["patch", "conv", "spt"])
 @pytest.mark.parametrize("patch", [1, 2, 4])
-@pytest.mark.parametrize(("remainder", "grid"), [("pad", lambda side, p: -(-side // p)), ("crop", lambda side, p: side // p)])
+@pytest.mark.parametrize(
+    ("remainder", "grid"), [("pad", lambda side, p: -(-side // p)), ("crop", lambda side, p: side // p)]
+)
 def test_every_stem_gives_the_patch_grid_of_the_patch_embedding(stem, patch, remainder, grid):
     model = swinkit.create_model("swin_atto", stem=stem, patch_size=patch, patch_remainder=remainder, **TINY).eval()
     pixels = torch.randn(2, 1, 13, 18)
@@ -58,7 +60,7 @@ def test_stems_count_their_flops():
     base = count_flops(swinkit.get_config("swin_atto", in_chans=1)).by_term["embedding"]
     assert base == 16 * 16 * 32 * 1 * 4
     assert count_flops(swinkit.get_config("swin_atto", in_chans=1, stem="spt")).by_term["embedding"] == 5 * base
-    # Conv stem, patch 2: a stride-1 3x3 conv at 32x32 (1 -> 32), a stride-2 one at 16x16 (32 -> 32), the 1x1 projection.
+    # Conv stem, patch 2: a stride-1 3x3 conv at 32x32 (1 -> 32), a stride-2 one at 16x16 (32 -> 32), the 1x1 one.
     conv = count_flops(swinkit.get_config("swin_atto", in_chans=1, stem="conv")).by_term["embedding"]
     assert conv == 32 * 32 * 32 * 9 + 16 * 16 * 32 * 32 * 9 + 16 * 16 * 32 * 32
 

@@ -89,7 +89,8 @@ def infer_config(
             in_chans //= SPT_COPIES
         elif stem == "conv":
             # The conv stem's strides leave no trace in the shapes: the patch comes from the stored config.
-            in_chans, patch_size = state_dict[_CONV_STEM].shape[1], int(hints["patch_size"])  # type: ignore[call-overload]
+            in_chans = state_dict[_CONV_STEM].shape[1]
+            patch_size = int(hints["patch_size"])  # type: ignore[call-overload]
         depths = tuple(blocks[stage] for stage in range(len(blocks)))
         if version == 1:
             tables = [

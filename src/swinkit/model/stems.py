@@ -94,7 +94,7 @@ class ConvStem(nn.Module):
 
 
 class ShiftedPatchEmbed(nn.Module):
-    """Shifted patch tokenization: :func:`diagonal_shifts` by half a patch (at least one pixel), then the patch embedding.
+    """Shifted patch tokenization: :func:`diagonal_shifts` by half a patch (at least a pixel), then the patch embedding.
 
     ``proj`` is the strided convolution of :class:`~swinkit.model.layers.PatchEmbed` over the
     ``5 * in_chans`` channels; ``norm`` its LayerNorm.

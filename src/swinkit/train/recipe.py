@@ -213,7 +213,8 @@ def choose_regularisation(images_per_class: float, parameters: int, side: int) -
                           "mixup": 0.2, "cutmix": 0.0, "re_prob": 0.0, "label_smoothing": 0.1,
                           "drop_path": 0.5}  # fmt: skip
     return "strong", {"pad": max(1, round(side / 8)), "scale": (0.35, 1.0), "auto_augment": "rand-m9-n2",
-                      "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25, "label_smoothing": 0.1, "drop_path": 1.0}  # fmt: skip
+                      "mixup": 0.8, "cutmix": 1.0, "re_prob": 0.25, "label_smoothing": 0.1,
+                      "drop_path": 1.0}  # fmt: skip
 
 
 def choose_stem(side: int, patch: int, given: str | None) -> tuple[str, str]:
@@ -229,7 +230,7 @@ def choose_stem(side: int, patch: int, given: str | None) -> tuple[str, str]:
     if side > CONV_STEM_UP_TO:
         return "patch", f"the paper's patch embedding: inputs above {CONV_STEM_UP_TO} px have enough pixels a token"
     if patch & (patch - 1):
-        return "patch", f"the paper's patch embedding: the conv stem halves the image, and patch {patch} is no power of 2"
+        return "patch", f"the paper's patch embedding: the conv stem halves the image; patch {patch} is no power of 2"
     return "conv", (
         f"overlapping 3x3 convolutions down to patch {patch}: small inputs ({side} px, at most {CONV_STEM_UP_TO}) "
         f"trained from scratch (--pretrained keeps the paper's patch embedding)"

@@ -47,7 +47,8 @@ def read_measurements(path: Traversable | Path | None = None) -> tuple[dict[str,
 
 def nearest_rows(rows: list[dict[str, Any]], images_per_class: float) -> list[dict[str, Any]]:
     """The rows whose ``images_per_class`` is nearest to ``images_per_class`` by ratio (every set measured there)."""
-    usable = [row for row in rows if isinstance(row.get("images_per_class"), (int, float)) and row["images_per_class"] > 0]
+    usable = [row for row in rows if isinstance(row.get("images_per_class"), (int, float))]
+    usable = [row for row in usable if row["images_per_class"] > 0]
     if not usable or images_per_class <= 0:
         return []
 
