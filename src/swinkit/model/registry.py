@@ -149,8 +149,8 @@ def create_model(name: str, device: torch.device | str | None = None, **override
     """Build a registered variant by name, e.g. ``create_model("swin_t", num_classes=10)``.
 
     ``overrides`` replace any :class:`SwinConfig` field (``num_classes``, ``img_size``,
-    ``window_size``, ``in_chans``, ``drop_path_rate``, ...). ``device="meta"`` builds
-    without allocating memory.
+    ``window_size``, ``in_chans``, ``drop_path_rate``, ``stem="conv"`` for a small-data stem, ...).
+    ``device="meta"`` builds without allocating memory.
     """
     with torch.device(device) if device is not None else contextlib.nullcontext():
         if name in _TASK_MODELS:
