@@ -403,7 +403,7 @@ def test_train_prints_the_chosen_recipe_and_its_time_then_trains(tmp_path, capsy
         "  recipe        auto", "  input size    24x24", "  patch, window 2, 6", "  channels      3",
         "  model         swin_atto", "  batch         16", "  crop          pad 2 + crop", "  flip          on",
         "  epochs        3                        given", "  augment       light", "  stem          conv",
-        "  EMA           off                      off: 9 steps are too few to average (from 200)",
+        "  EMA           off                      off: 9 steps are too few to average (from 1,000)",
         "recipe chosen: swin_atto (0.02 M parameters, patch 2, stem conv), batch 16, 3 epochs",
         "data: 33 training and 3 validation images, decoded once and kept in memory",
         "time: about ", "epoch 3/3 ",

@@ -57,8 +57,9 @@ STRONG_FROM = 1500
 CONV_STEM_UP_TO = 64
 #: Share of the run the EMA of the weights averages over (:func:`choose_ema`).
 EMA_SHARE = 0.1
-#: Fewer optimiser steps than this leave the EMA off under ``--ema auto``.
-EMA_MIN_STEPS = 200
+#: Fewer optimiser steps than this leave the EMA off under ``--ema auto``: its window (a tenth
+#: of the run) would then fall on the steep part of learning. To be settled by the small-data benchmark.
+EMA_MIN_STEPS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +255,7 @@ def choose_ema(total_steps: int, from_scratch: bool, mode: str, decay: float | N
     if not from_scratch:
         return False, decay, "off when starting from pretrained weights or training adapters"
     if total_steps < EMA_MIN_STEPS:
-        return False, decay, f"off: {total_steps} steps are too few to average (from {EMA_MIN_STEPS})"
+        return False, decay, f"off: {total_steps} steps are too few to average (from {EMA_MIN_STEPS:,})"
     return True, chosen, f"from scratch; {horizon}"
 
 
