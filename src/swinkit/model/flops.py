@@ -58,7 +58,7 @@ def attention_flops(height: int, width: int, dim: int, window: int | None) -> in
     """
     if window is None:
         return 2 * (height * width) ** 2 * dim
-    window_h, window_w, _ = window_layout(height, width, window, 0)
+    window_h, window_w, _, _ = window_layout(height, width, window, 0)
     padded = math.ceil(height / window_h) * window_h * math.ceil(width / window_w) * window_w
     return 2 * window_h * window_w * padded * dim
 
@@ -68,7 +68,7 @@ def position_bias_flops(height: int, width: int, window: int, heads: int) -> int
 
     ``M_h x M_w`` is the window the block uses on an ``height x width`` map.
     """
-    window_h, window_w, _ = window_layout(height, width, window, 0)
+    window_h, window_w, _, _ = window_layout(height, width, window, 0)
     return (2 * window_h - 1) * (2 * window_w - 1) * (2 * CPB_HIDDEN + CPB_HIDDEN * heads)
 
 

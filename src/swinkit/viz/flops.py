@@ -163,7 +163,7 @@ def flops_table(model: ModelSource, img_size: int | Sequence[int] | None = None)
     rows = [_outside_stages("embedding", *sized.stage_resolutions[0], config.embed_dim, count.by_stage["embedding"])]
     stages = zip(sized.stage_resolutions, sized.stage_dims, config.depths)
     for index, ((height, width), dim, depth) in enumerate(stages):
-        window_h, window_w, _ = ops.window_layout(height, width, config.window_size, 0)
+        window_h, window_w, _, _ = ops.window_layout(height, width, config.window_size, 0)
         terms = count.by_stage[f"stage{index + 1}"]
         rows.append(
             StageCost(
