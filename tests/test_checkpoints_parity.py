@@ -253,8 +253,8 @@ def test_hugging_face_checkpoint_at_an_odd_size(size, height, width, tmp_path):
 def test_torchvision_checkpoint_crops_the_remainder_as_torchvision_does(height, width, tmp_path):
     """torchvision's weights choose ``patch_remainder="crop"``: its answers at sides that are not whole patches.
 
-    The tiny spec's stage maps all exceed its window at these sizes (torchvision pads a map no
-    larger than the window to a whole window and shifts it along one side, a rule of its own).
+    The tiny spec's stage maps all exceed its window at these sizes; the full-size test below
+    covers maps no larger than the window, where torchvision has a window rule of its own.
     """
     path, reference, outputs = save_torchvision(TINY, tmp_path)
     model = swinkit.create_model(pretrained=path).eval()

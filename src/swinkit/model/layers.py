@@ -229,7 +229,7 @@ class SwinBlock(nn.Module):
     the sub-window mask built on the padded map, and put back, as Hugging Face's model does.
     ``small_maps`` is the rule on maps no larger than the window: ``"shrink"`` the window to
     them, keep the window and shift (``"fixed"``, the dense-prediction references), or keep
-    the window and shift only along sides longer than one window (``"pad"``, torchvision);
+    the window and drop the shift only along a side that one window covers (``"pad"``, torchvision);
     see :func:`~swinkit.model.ops.window_layout`. ``(B, H, W, C) -> (B, H, W, C)``.
     """
 

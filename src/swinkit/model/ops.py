@@ -32,10 +32,6 @@ MASK_VALUE = -100.0
 MASKED_CUDA_BACKENDS = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 
 
-#: The rules a block may follow on a map no larger than its window along a side (see :func:`window_layout`).
-SMALL_MAP_RULES = ("shrink", "fixed", "pad")
-
-
 def window_layout(
     height: int, width: int, window: int, shift: int, small_maps: str = "shrink"
 ) -> tuple[int, int, int, int]:
@@ -169,8 +165,9 @@ def shift_window_mask(
 
     For a padded map of ``height x width`` tokens (multiples of ``window``) shifted by
     ``shift`` (one number, or ``(along H, along W)``), returns ``(nW, M*M, M*M)`` float32
-    with 0 where query and key lie in the same sub-window and :data:`MASK_VALUE` where they do not. Cached per size and device:
-    the same call returns the same tensor, so treat it as read-only.
+    with 0 where query and key lie in the same sub-window and :data:`MASK_VALUE` where they
+    do not. Cached per size and device: the same call returns the same tensor, so treat it
+    as read-only.
     """
     # Cached tensors are built as normal tensors even under inference_mode, so that a later
     # training step can use them.
@@ -221,7 +218,7 @@ def window_order(
     window_h: int,
     window_w: int,
     shift: int | tuple[int, int],
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu"),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad, cyclic shift and window partition as one gather, and their reverse as another.
 

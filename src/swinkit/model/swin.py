@@ -54,8 +54,8 @@ class SwinConfig:
 
     ``fixed_windows`` keeps every block's window and shift on maps smaller than the window,
     padding them to one window, as the dense-prediction references run Swin (mmsegmentation,
-    transformers' ``SwinBackbone``); the default shrinks the window to such a map and drops
-    the shift, as the classification references do. It changes no weight.
+    transformers' ``SwinBackbone``), whatever ``patch_remainder`` says; otherwise
+    ``patch_remainder`` decides the rule on such maps (:attr:`small_maps`). It changes no weight.
 
     ``patch_remainder`` picks between the two references' answers at sizes they were not
     trained for. ``"pad"`` (the official code, Hugging Face): the patch embedding zero-pads the
