@@ -1,7 +1,7 @@
 """Training from scratch on small images: ``swinkit train`` with the data-chosen recipe against timm's Swin,
 ResNet-18 and ResNet-10-T in a plain loop, and a logistic regression on the pixels as the floor.
 
-    swinkit bench small-data              # the full run: 3 sets x 3 sizes x 3 seeds x 4 systems (~38 min)
+    swinkit bench small-data              # the full run: 3 sets x 3 sizes x 3 seeds x 4 systems (~40 min)
     swinkit bench small-data --quick      # a smoke run: seed 0, 20 images a class, 12 s budgets (~3 min)
     swinkit bench small-data --sets photos --sizes 20 60 --seeds 0 --systems swinkit resnet18 logreg
     swinkit bench small-data --budget full=45 60=25 20=15     # budgets per size (--budget 45: every size)
