@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 import swinkit
-from swinkit.bench import lora, measure, models, serve, small_data, small_sets, tables
+from swinkit.bench import lora, measure, models, plain_loop, serve, small_data, small_sets, tables
 from swinkit.bench.models import Row, parse_args, precision_models, speedups, to_markdown
 from swinkit.cli import main as cli_main
 from swinkit.cli.bench import BENCHMARKS
@@ -216,7 +216,7 @@ def test_the_cluttered_digits_and_the_plain_loops_schedule():
     assert [image.shape for image in images] == [(32, 32)] * 5 and set(labels) <= {0, 1, 2, 3}
     assert all(np.array_equal(a, b) for a, b in zip(images, again))
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
-    loop = small_data.PlainLoop(
+    loop = plain_loop.PlainLoop(
         model, np.zeros((10, 8, 8), np.uint8), np.zeros(10, np.int64), batch=4, lr=1.0, mean=[0.5], std=[0.25],
         pad=1, flip=True, clip=1.0, seed=0, warmup=0.1,
     )  # fmt: skip
@@ -272,7 +272,7 @@ def test_the_floor_and_a_cnn_baseline_on_a_tiny_colour_set(tmp_path):
     images = (rng.normal(60, 10, (24, 8, 8, 3)) + 120 * labels[:, None, None, None]).clip(0, 255).astype(np.uint8)
     floor = small_data.logistic_floor(small_sets.SmallSet(images[:16], labels[:16], images[16:], labels[16:]))
     assert floor["top1"] == 100.0 and floor["seconds"] > 0 and floor["iterations"] >= 1
-    assert small_data.channel_stats(images)[0] == pytest.approx(images.reshape(-1, 3).mean(0) / 255)
+    assert plain_loop.channel_stats(images)[0] == pytest.approx(images.reshape(-1, 3).mean(0) / 255)
     assert small_data.data_config(images, labels) == {"in_chans": 3, "num_classes": 2, "img_size": [8, 8]}
     train_dir = small_sets.write_folder(tmp_path / "train", images[:16], labels[:16])
     val_dir = small_sets.write_folder(tmp_path / "val", images[16:], labels[16:])
