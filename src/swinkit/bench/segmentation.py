@@ -6,9 +6,10 @@
     swinkit bench segmentation --run-only --budget 90 --seeds 0 1 2
 
 **Speed and memory.** swinkit's ``upernet_swin_t`` (``--backbone``) and transformers'
-``UperNetForSemanticSegmentation`` built from it by swinkit's Hugging Face export (the user's
-path: ``save_segmenter(format="hf")`` read by ``from_pretrained``), so the same configuration
-and the same weights; swinkit's head dropout is set to 0, as transformers has none. Before
+``UperNetForSemanticSegmentation`` built from it by swinkit's Hugging Face export, so the same
+configuration and the same weights, each loaded as a user loads it (``swinkit.load_segmenter``
+of swinkit's save; ``from_pretrained`` of ``save_segmenter(format="hf")``); swinkit's head
+dropout is set to 0, as transformers has none. Before
 anything is timed the two must give the same logits and the same loss. Then, interleaved in one
 process (:func:`~swinkit.bench.measure.interleaved`): inference without gradients in evaluation
 mode (``--size``, ``--batch``; each library's own forward: transformers' also runs its
@@ -213,8 +214,9 @@ def transformers_config(config: SegmenterConfig) -> object:
     """transformers' ``UperNetConfig`` of a swinkit segmenter config, by swinkit's converter
     (:func:`swinkit.checkpoints.hf_upernet.export_config`).
 
-    transformers' auxiliary head always reads the third stage: a backbone of fewer stages (the
-    two-stage ``swin_atto``) gets none, and the loss is the main head's alone.
+    transformers' auxiliary head always reads the third stage: a backbone of fewer stages (swinkit's
+    recipe steps down to two-stage backbones on small images) gets none, and the loss is the main
+    head's alone.
     """
     import transformers
 
@@ -231,20 +233,29 @@ def fresh_transformers(config: SegmenterConfig, seed: int) -> TransformersSegmen
     return TransformersSegmenter(transformers.UperNetForSemanticSegmentation(transformers_config(config)))
 
 
-def speed_pair(backbone: str, size: int, seed: int = 0) -> tuple[nn.Module, TransformersSegmenter]:
-    """swinkit's ``upernet_BACKBONE`` at ``size`` (weights moved off their initial values) and transformers'
-    UperNet holding the same weights, read by ``from_pretrained`` from swinkit's export."""
+def write_speed_models(backbone: str, size: int, folder: Path, seed: int = 0, **overrides: object) -> Path:
+    """swinkit's ``upernet_BACKBONE`` at ``size`` (a four-stage backbone, whose auxiliary head transformers
+    can hold), with ``overrides``, its weights moved off their initial values, saved twice in ``folder``: in
+    swinkit's format (``swinkit/``) and by swinkit's Hugging Face export (``transformers/``)."""
+    torch.manual_seed(seed)
+    fields = {"img_size": size, "num_classes": SPEED_CLASSES, "dropout": 0.0, **overrides}
+    model = swinkit.create_model(f"upernet_{backbone}", **fields)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+    save_segmenter(model, folder / "swinkit")
+    save_segmenter(model, folder / "transformers", format="hf")
+    return folder
+
+
+def load_speed_model(system: str, folder: Path) -> nn.Module:
+    """One system's model from :func:`write_speed_models`' folder, as a user loads it: ``swinkit.load_segmenter``
+    or transformers' ``from_pretrained``."""
+    if system == "swinkit":
+        return swinkit.load_segmenter(folder / "swinkit")
     import transformers
 
-    torch.manual_seed(seed)
-    ours = swinkit.create_model(f"upernet_{backbone}", img_size=size, num_classes=SPEED_CLASSES, dropout=0.0)
-    with torch.no_grad():
-        for parameter in ours.parameters():
-            parameter.add_(0.02 * torch.randn_like(parameter))
-    with tempfile.TemporaryDirectory() as folder:
-        save_segmenter(ours, folder, format="hf")
-        theirs = transformers.UperNetForSemanticSegmentation.from_pretrained(folder)
-    return ours, TransformersSegmenter(theirs)
+    return TransformersSegmenter(transformers.UperNetForSemanticSegmentation.from_pretrained(folder / "transformers"))
 
 
 def _loss(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -262,12 +273,15 @@ def speed_batch(batch: int, size: int, device: torch.device, seed: int = 0) -> t
     return pixels.to(device), labels.to(device)
 
 
-def agreement(ours: nn.Module, theirs: nn.Module, pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Largest logit difference (evaluation mode) and loss difference of two models that should agree."""
+def agreement(
+    ours: nn.Module, theirs: TransformersSegmenter, pixels: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float]:
+    """Largest logit difference and loss difference (auxiliary head included, as transformers computes it in
+    every mode) of swinkit's segmenter and transformers' in evaluation mode."""
     ours.eval(), theirs.eval()
     with torch.no_grad():
         logits = (ours(pixels) - theirs(pixels)).abs().max().item()
-        loss = (_loss(ours, pixels, labels) - _loss(theirs, pixels, labels)).abs().item()
+        loss = (ours.loss(ours.forward_with_aux(pixels), labels) - theirs.loss(pixels, labels)).abs().item()
     return {"logits": logits, "loss": loss}
 
 
@@ -295,10 +309,10 @@ def step_function(
     return train_step
 
 
-def memory_worker(system: str, mode: str, backbone: str, size: int, batch: int, device: torch.device) -> dict:
-    """MB that two steps of ``mode`` add at their peak, for one system: the resident set's on a CPU (in a fresh
-    process), the CUDA allocator's on a GPU."""
-    model = dict(zip(SYSTEMS, speed_pair(backbone, size)))[system].to(device)
+def memory_worker(system: str, mode: str, folder: Path, size: int, batch: int, device: torch.device) -> dict:
+    """MB that two steps of ``mode`` add at their peak, for one system's model in ``folder``: the resident set's
+    on a CPU (in a fresh process), the CUDA allocator's on a GPU."""
+    model = load_speed_model(system, folder).to(device)
     gc.collect()
     pixels, labels = speed_batch(batch, size, device)
     step = step_function(model, mode, pixels, labels)
@@ -315,30 +329,30 @@ def memory_worker(system: str, mode: str, backbone: str, size: int, batch: int, 
     return {"peak_mb": measure.peak_resident_mb() - before}
 
 
-def speed(args: argparse.Namespace) -> dict:
+def speed(args: argparse.Namespace, scratch: Path) -> dict:
     """Agreement, interleaved timings and peak memory of both systems in both modes."""
     device = torch.device(args.device)
     sizes = {"inference": args.size, "training": args.train_size}
+    folders = {mode: write_speed_models(args.backbone, size, scratch / f"speed-{size}") for mode, size in sizes.items()}
     memory: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
     if args.memory:
         for mode in MODES:
             for system in SYSTEMS:
-                arguments = ["bench", "segmentation", "--memory-worker", system, "--mode", mode, "--backbone",
-                             args.backbone, "--size", str(sizes[mode]), "--batch", str(args.batch)]  # fmt: skip
                 if device.type == "cuda":
-                    found = memory_worker(system, mode, args.backbone, sizes[mode], args.batch, device)
+                    found = memory_worker(system, mode, folders[mode], sizes[mode], args.batch, device)
                     torch.cuda.empty_cache()
                 else:
-                    found = measure.worker_result(arguments)
+                    found = measure.worker_result(
+                        ["bench", "segmentation", "--memory-worker", system, "--mode", mode, "--models",
+                         str(folders[mode]), "--size", str(sizes[mode]), "--batch", str(args.batch)]
+                    )  # fmt: skip
                 memory[mode][system] = found["peak_mb"]
             print(f"{mode}, peak memory added, MB: {memory[mode]}", flush=True)
     timings: dict[str, dict[str, float]] = {}
     differences: dict[str, dict[str, float]] = {}
     rounds: dict[str, dict[str, list[float]]] = {}
     for mode in MODES:
-        models = dict(zip(SYSTEMS, speed_pair(args.backbone, sizes[mode])))
-        for model in models.values():
-            model.to(device)
+        models = {system: load_speed_model(system, folders[mode]).to(device) for system in SYSTEMS}
         pixels, labels = speed_batch(args.batch, sizes[mode], device)
         differences[mode] = agreement(models["swinkit"], models["transformers"], pixels, labels)
         if max(differences[mode].values()) > TOLERANCE:
@@ -658,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=tables.RESULTS, help="where segmentation.json and .md go")
     parser.add_argument("--memory-worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=MODES, default="inference", help=argparse.SUPPRESS)
+    parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--val-data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
@@ -684,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``swinkit bench segmentation``: measure, train, compare, write ``segmentation.{json,md}``."""
     args = parse_args(argv)
     if args.memory_worker:
-        found = memory_worker(args.memory_worker, args.mode, args.backbone, args.size, args.batch, measure.CPU)
+        found = memory_worker(args.memory_worker, args.mode, args.models, args.size, args.batch, measure.CPU)
         print(json.dumps(found))
         return 0
     if args.baseline:
@@ -702,10 +717,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seeds": args.seeds,
     }
     began = time.monotonic()
-    if not args.run_only:
-        results["speed"] = speed(args)
-    if not args.speed_only:
-        with tempfile.TemporaryDirectory(prefix="swinkit-segmentation-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="swinkit-segmentation-") as scratch:
+        if not args.run_only:
+            results["speed"] = speed(args, Path(scratch))
+        if not args.speed_only:
             results["run"] = documented_run(
                 Path(scratch), args.budget, args.seeds, args.train_images, args.val_images, args.side
             )
