@@ -6,6 +6,7 @@ one writer of results (JSON and the Markdown tables the README quotes, in
 :mod:`~swinkit.bench.models` (speed and memory of Swin-T or V2-T against timm, torchvision
 and transformers), :mod:`~swinkit.bench.small_data` (training from scratch on small images
 against timm in a plain loop), :mod:`~swinkit.bench.segmentation` (the segmenter against
-transformers' UperNet: speed, memory, and mIoU in the same training time), :mod:`~swinkit.bench.serve` (``swinkit serve`` under load) and
-:mod:`~swinkit.bench.lora` (LoRA against a full fine-tune).
+transformers' UperNet: speed, memory, and mIoU in the same training time),
+:mod:`~swinkit.bench.serve` (``swinkit serve`` under load) and :mod:`~swinkit.bench.lora`
+(LoRA against a full fine-tune).
 """
