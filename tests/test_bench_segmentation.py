@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import swinkit
+from swinkit.bench import scenes as scene_sets
 from swinkit.bench import segmentation, tables
 from swinkit.checkpoints.segmentation import save_segmenter
 from swinkit.cli.bench import BENCHMARKS
@@ -30,32 +31,32 @@ def digests(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return segmentation.build_scenes(tmp_path_factory.mktemp("scenes"), train=40, val=12, side=32, seed=0)
+    return scene_sets.build_scenes(tmp_path_factory.mktemp("scenes"), train=40, val=12, side=32, seed=0)
 
 
 def test_scenes_are_image_and_mask_folders_the_segment_task_reads(scenes):
     train, val = scenes
-    images, masks = segmentation.load_pairs(train)
+    images, masks = scene_sets.load_pairs(train)
     assert images.shape == (40, 3, 32, 32) and images.dtype == torch.uint8
     assert masks.shape == (40, 32, 32)
     values = set(masks.unique().tolist())
-    assert values <= set(range(len(segmentation.SCENE_CLASSES))) | {255}
+    assert values <= set(range(len(scene_sets.SCENE_CLASSES))) | {255}
     assert {0, 255} <= values and len(values - {0, 255}) >= 8  # the background, rims and most digits
     assert all((mask > 0).any() for mask in masks)  # every scene holds a digit
     with Image.open(train / "images" / "00000.png") as image, Image.open(train / "masks" / "00000.png") as mask:
         assert (image.mode, mask.mode) == ("RGB", "L")
     bundle = load_segmentation(train, val=val, workers=1)
-    assert bundle.classes == list(segmentation.SCENE_CLASSES)
+    assert bundle.classes == list(scene_sets.SCENE_CLASSES)
     assert (len(bundle.train), len(bundle.val)) == (40, 12)
 
 
 def test_scenes_are_deterministic_and_validation_shares_nothing_with_training(scenes, tmp_path):
     train, val = scenes
-    again_train, _ = segmentation.build_scenes(tmp_path, train=40, val=12, side=32, seed=0)
+    again_train, _ = scene_sets.build_scenes(tmp_path, train=40, val=12, side=32, seed=0)
     assert digests(again_train) == digests(train)
-    other, _ = segmentation.build_scenes(tmp_path / "other", train=40, val=12, side=32, seed=1)
+    other, _ = scene_sets.build_scenes(tmp_path / "other", train=40, val=12, side=32, seed=1)
     assert digests(other) != digests(train)
-    train_rows, val_rows = segmentation.source_split(1797)
+    train_rows, val_rows = scene_sets.source_split(1797)
     assert not set(train_rows) & set(val_rows) and len(train_rows) + len(val_rows) == 1797
     seen = {hashlib.sha1(p.read_bytes()).hexdigest() for p in (train / "images").iterdir()}
     assert not seen & {hashlib.sha1(p.read_bytes()).hexdigest() for p in (val / "images").iterdir()}
@@ -77,7 +78,8 @@ def test_transformers_upernet_built_from_swinkit_config_computes_the_same_functi
 
 
 def test_a_two_stage_backbone_gets_transformers_upernet_without_its_auxiliary_head():
-    config = swinkit.create_model("upernet_swin_atto", img_size=32, num_classes=11, depths=(2, 2), num_heads=(2, 4)).config
+    fields = {"img_size": 32, "num_classes": 11, "depths": (2, 2), "num_heads": (2, 4)}
+    config = swinkit.create_model("upernet_swin_atto", **fields).config
     assert config.backbone.num_stages == 2 and config.has_aux
     model = segmentation.fresh_transformers(config, seed=0)
     assert model.inner.auxiliary_head is None
