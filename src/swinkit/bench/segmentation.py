@@ -272,6 +272,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, mean: 
     """mIoU (percent) of ``model``'s logits on uint8 ``images`` normalised by ``mean``/``std`` (0..1 scale),
     against ``masks`` (255 ignored): one :class:`~swinkit.train.seg_metrics.ConfusionMeter` over the set."""
     meter = ConfusionMeter(len(SCENE_CLASSES))
+    device = next(model.parameters(), torch.empty(0)).device
     shift = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     scale = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     was_training = model.training
@@ -279,7 +280,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, mean: 
     with torch.no_grad():
         for start in range(0, len(images), batch):
             pixels = (images[start : start + batch].float() / 255.0 - shift) / scale
-            meter.update(model(pixels), masks[start : start + batch])
+            meter.update(model(pixels.to(device)).float().cpu(), masks[start : start + batch])
     model.train(was_training)
     return meter.scores().miou
 
@@ -309,11 +310,13 @@ def scale_crop_flip(
 
 
 class PlainSegLoop:
-    """A plain PyTorch loop training transformers' UperNet on uint8 tensors (what a user writes)."""
+    """A plain PyTorch loop training transformers' UperNet on uint8 tensors (what a user writes), on the GPU
+    when there is one (batches augmented on the CPU)."""
 
     def __init__(self, model: TransformersSegmenter, images: torch.Tensor, masks: torch.Tensor, batch: int,
                  mean: Sequence[float], std: Sequence[float], seed: int) -> None:  # fmt: skip
-        self.model, self.images, self.masks, self.batch = model.train(), images, masks, batch
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.images, self.masks, self.batch = model.train().to(self.device), images, masks, batch
         self.mean, self.std = list(mean), list(std)
         self.shift = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.scale = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -348,7 +351,7 @@ class PlainSegLoop:
         """One optimiser step on transformers' loss of a batch; returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.rate()
-        loss = self.model.loss(pixels, masks)
+        loss = self.model.loss(pixels.to(self.device), masks.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
