@@ -190,7 +190,7 @@ def test_targets_and_tables_of_fake_results(tmp_path):
 def test_options_registration_and_quick_defaults():
     assert BENCHMARKS["segmentation"].main is segmentation.main
     cpu = segmentation.parse_args(["--device", "cpu"])
-    assert (cpu.size, cpu.train_size, cpu.batch, cpu.budget, cpu.seeds) == (256, 128, 2, 90.0, [0, 1, 2])
+    assert (cpu.size, cpu.train_size, cpu.batch, cpu.budget, cpu.seeds) == (256, 128, 2, 75.0, [0, 1, 2])
     gpu = segmentation.parse_args(["--device", "cuda"])
     assert (gpu.size, gpu.train_size, gpu.batch) == (512, 512, 8)
     quick = segmentation.parse_args(["--device", "cpu", "--quick"])

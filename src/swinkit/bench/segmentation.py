@@ -3,7 +3,7 @@
     swinkit bench segmentation               # both parts (~4 + ~10 min on a 2-core CPU)
     swinkit bench segmentation --quick       # a smoke run: one small speed round; 160 small scenes, 15 s
     swinkit bench segmentation --speed-only  # only speed and memory
-    swinkit bench segmentation --run-only --budget 90 --seeds 0 1 2
+    swinkit bench segmentation --run-only --budget 120 --seeds 0 1 2
 
 **Speed and memory.** swinkit's ``upernet_swin_t`` (``--backbone``) and transformers'
 ``UperNetForSemanticSegmentation`` built from it by swinkit's Hugging Face export, so the same
@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, help="images per step in the speed test (default 2 on a CPU, 8 on a GPU)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the speed test (default 3)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory workers")
-    parser.add_argument("--budget", type=float, default=90.0, help="seconds per training run (default 90)")
+    parser.add_argument("--budget", type=float, default=75.0, help="seconds per training run (default 75)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--val-images", type=int, default=500)
