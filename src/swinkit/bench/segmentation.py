@@ -9,35 +9,36 @@
 ``UperNetForSemanticSegmentation`` built from it by swinkit's Hugging Face export, so the same
 configuration and the same weights, each loaded as a user loads it (``swinkit.load_segmenter``
 of swinkit's save; ``from_pretrained`` of ``save_segmenter(format="hf")``); swinkit's head
-dropout is set to 0, as transformers has none. Before
-anything is timed the two must give the same logits and the same loss. Then, interleaved in one
-process (:func:`~swinkit.bench.measure.interleaved`): inference without gradients in evaluation
-mode (``--size``, ``--batch``; each library's own forward: transformers' also runs its
-auxiliary head there) and a training step in training mode (forward, cross-entropy with the
-ignore index plus 0.4 times the auxiliary head's, backward, AdamW; ``--train-size``, by default
-128 on a CPU, where Swin-T at 256 takes over ten seconds a step). Peak memory of each system and
-mode comes from a fresh process (:func:`memory_worker`): the peak resident set the steps add on a
+dropout is set to 0, as transformers has none. Before anything is timed the two must give the
+same logits and the same loss. Then, interleaved in one process
+(:func:`~swinkit.bench.measure.interleaved`): inference without gradients in evaluation mode
+(``--size``, ``--batch``; each library's own forward: transformers' also runs its auxiliary
+head there) and a training step in training mode (forward, cross-entropy with the ignore index
+plus 0.4 times the auxiliary head's, backward, AdamW; ``--train-size``, by default 128 on a
+CPU, where Swin-T at 256 takes over ten seconds a step). Peak memory of each system and mode
+comes from a fresh process (:func:`memory_worker`): the peak resident set the steps add on a
 CPU, the CUDA allocator's peak on a GPU.
 
 **The documented run.** A segmentation set built here without downloads
-(:func:`swinkit.bench.scenes.build_scenes`): one to three of scikit-learn's 8x8 digits, enlarged, coloured and
-placed on procedural textures (value noise, stripes, gradients, checks), 2,000 training and
-500 validation images of 64x64 pixels; masks hold 0 for the background, ``d + 1`` for digit
-``d``, and 255 (ignored) on the soft rim of each digit; training and validation scenes draw on
-disjoint source digits. For each seed, each in a fresh process:
+(:func:`swinkit.bench.scenes.build_scenes`): one to three of scikit-learn's 8x8 digits,
+enlarged, coloured and placed on procedural textures (value noise, stripes, gradients,
+checks), 2,000 training and 500 validation images of 64x64 pixels; masks hold 0 for the
+background, ``d + 1`` for digit ``d``, and 255 (ignored) on the soft rim of each digit;
+training and validation scenes draw on disjoint source digits. For each seed, each in a fresh
+process:
 
 - ``swinkit train --task segment --data TRAIN --val VAL --time BUDGET --seed S``: everything
   chosen from the data (backbone rung, crop, batch, learning rate, schedule, epochs);
 - transformers' UperNet of the configuration swinkit chose (its model config turned into an
-  ``UperNetConfig`` by swinkit's converter, :func:`transformers_config`; transformers'
-  own initialisation; its auxiliary head reads the third stage, which transformers fixes, and a
-  backbone of two stages gets none), in a
-  plain PyTorch loop (:class:`PlainSegLoop`): random rescale 0.5-2.0, pad and crop to the
-  images' size, horizontal flip; the training set's mean and std; AdamW at 1e-3 (weight decay
-  0.01 on weights; mmsegmentation's Swin setting with the learning rate raised for training from
-  scratch), 5% linear warm-up then poly decay (power 1) to zero; transformers' own loss
-  (cross-entropy with ignore index 255 plus 0.4 times the auxiliary head's); swinkit's batch;
-  epochs fitted to the same budget from five timed steps, as a user would.
+  ``UperNetConfig`` by swinkit's converter, :func:`transformers_config`; transformers' own
+  initialisation; its auxiliary head reads the third stage, which transformers fixes, and a
+  backbone of two stages gets none), in a plain PyTorch loop (:class:`PlainSegLoop`): random
+  rescale 0.5-2.0, pad and crop to the images' size, horizontal flip; the training set's mean
+  and std; AdamW at 1e-3 (weight decay 0.01 on weights; mmsegmentation's Swin setting with the
+  learning rate raised for training from scratch), 5% linear warm-up then poly decay (power 1)
+  to zero; transformers' own loss (cross-entropy with ignore index 255 plus 0.4 times the
+  auxiliary head's); swinkit's batch; epochs fitted to the same budget from five timed steps,
+  as a user would. On a GPU both train there.
 
 Both final models are scored by this module with the same code (:func:`evaluate`:
 :class:`~swinkit.train.seg_metrics.ConfusionMeter` over the validation set); swinkit's own
