@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import swinkit
-from swinkit.bench import lora, measure, models, serve, small_data, tables
+from swinkit.bench import lora, measure, models, plain_loop, serve, small_data, small_sets, tables
 from swinkit.bench.models import Row, parse_args, precision_models, speedups, to_markdown
 from swinkit.cli import main as cli_main
 from swinkit.cli.bench import BENCHMARKS
@@ -210,12 +211,12 @@ def test_a_fresh_process_runs_this_swinkit(monkeypatch):
 
 def test_the_cluttered_digits_and_the_plain_loops_schedule():
     sources = np.stack([np.full((8, 8), 16 * k, dtype=np.uint8) for k in range(4)])
-    images, labels = small_data.cluttered_digits(sources, np.arange(4), 5, np.random.default_rng(0))
-    again, _ = small_data.cluttered_digits(sources, np.arange(4), 5, np.random.default_rng(0))
+    images, labels = small_sets.cluttered_digits(sources, np.arange(4), 5, np.random.default_rng(0))
+    again, _ = small_sets.cluttered_digits(sources, np.arange(4), 5, np.random.default_rng(0))
     assert [image.shape for image in images] == [(32, 32)] * 5 and set(labels) <= {0, 1, 2, 3}
     assert all(np.array_equal(a, b) for a, b in zip(images, again))
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
-    loop = small_data.PlainLoop(
+    loop = plain_loop.PlainLoop(
         model, np.zeros((10, 8, 8), np.uint8), np.zeros(10, np.int64), batch=4, lr=1.0, mean=[0.5], std=[0.25],
         pad=1, flip=True, clip=1.0, seed=0, warmup=0.1,
     )  # fmt: skip
@@ -227,6 +228,133 @@ def test_the_cluttered_digits_and_the_plain_loops_schedule():
     assert loop.rate() == pytest.approx(0.5)
     shapes = [(images.shape, labels.shape) for images, labels in loop.batches()]
     assert shapes == [((4, 1, 8, 8), (4,)), ((4, 1, 8, 8), (4,)), ((2, 1, 8, 8), (2,))]
+
+
+def test_the_small_data_sets_are_balanced_seeded_and_split_without_overlap():
+    digits = small_sets.digits_set()
+    assert digits.train_images.shape == (1618, 8, 8) and digits.val_images.shape == (179, 8, 8)
+    assert np.bincount(digits.val_labels).min() >= 17 and np.bincount(digits.train_labels).min() >= 157
+    cluttered = small_sets.cluttered_set(train=30, val=10)
+    assert cluttered.train_images.shape == (30, 32, 32) and cluttered.val_labels.shape == (10,)
+    photos = small_sets.photos_set(train_per_class=4, val_per_class=2)
+    assert photos.train_images.shape == (40, 32, 32, 3) and photos.val_images.shape == (20, 32, 32, 3)
+    assert photos.train_images.dtype == np.uint8 and photos.train_images.std() > 20  # not blank crops
+    assert np.bincount(photos.train_labels).tolist() == [4] * 10 and np.bincount(photos.val_labels).tolist() == [2] * 10
+    again = small_sets.photos_set(train_per_class=4, val_per_class=2)
+    assert all(np.array_equal(a, b) for a, b in zip(photos, again))
+    # Training and validation crops come from regions that share no pixel: here each pixel's red is its column.
+    columns = np.broadcast_to(np.arange(100, dtype=np.uint8)[None, :, None], (60, 100, 3))
+    train, val = small_sets.photo_regions(Image.fromarray(np.ascontiguousarray(columns)), held_out=0.3)
+    assert (train.size, val.size) == ((70, 60), (30, 60))
+    assert np.asarray(train)[..., 0].max() == 69 and np.asarray(val)[..., 0].min() == 70
+    tall = Image.fromarray(np.ascontiguousarray(columns.transpose(1, 0, 2)))
+    tall_train, tall_val = small_sets.photo_regions(tall, 0.3)
+    assert (tall_train.size, tall_val.size) == ((60, 70), (60, 30))
+    crops = small_sets.photo_crops(val, 3, np.random.default_rng(0), smallest=10, largest=20)
+    assert [crop.shape for crop in crops] == [(32, 32, 3)] * 3
+    with pytest.raises(ValueError, match="too small for crops of 24 pixels"):
+        small_sets.photo_crops(val, 1, np.random.default_rng(0))
+
+
+def test_the_per_class_cut_is_stratified_and_seeded():
+    labels = np.array([0] * 10 + [1] * 7 + [2] * 3)
+    cut = small_sets.per_class_cut(labels, 5, seed=0)
+    assert np.bincount(labels[cut]).tolist() == [5, 5, 3]  # a class with fewer keeps all of its images
+    assert np.array_equal(cut, np.unique(cut)) and np.array_equal(cut, small_sets.per_class_cut(labels, 5, seed=0))
+    assert not np.array_equal(cut, small_sets.per_class_cut(labels, 5, seed=1))
+    with pytest.raises(ValueError, match="at least 1"):
+        small_sets.per_class_cut(labels, 0, seed=0)
+
+
+def test_the_floor_and_a_cnn_baseline_on_a_tiny_colour_set(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 2
+    images = (rng.normal(60, 10, (24, 8, 8, 3)) + 120 * labels[:, None, None, None]).clip(0, 255).astype(np.uint8)
+    floor = small_data.logistic_floor(small_sets.SmallSet(images[:16], labels[:16], images[16:], labels[16:]))
+    assert floor["top1"] == 100.0 and floor["seconds"] > 0 and floor["iterations"] >= 1
+    assert plain_loop.channel_stats(images)[0] == pytest.approx(images.reshape(-1, 3).mean(0) / 255)
+    assert small_data.data_config(images, labels) == {"in_chans": 3, "num_classes": 2, "img_size": [8, 8]}
+    train_dir = small_sets.write_folder(tmp_path / "train", images[:16], labels[:16])
+    val_dir = small_sets.write_folder(tmp_path / "val", images[16:], labels[16:])
+    loaded, loaded_labels = small_sets.load_folder(val_dir)
+    by_class = 16 + np.argsort(labels[16:], kind="stable")  # read back one class folder after another
+    assert np.array_equal(loaded, images[by_class]) and np.array_equal(loaded_labels, labels[by_class])
+    result = small_data.run_baseline(train_dir, val_dir, None, budget=2.0, seed=0, system="resnet10t")
+    assert result["epochs"] >= 1 and 0 <= result["top1"] <= 100 and result["seconds_in_loop"] > 0
+
+
+def small_data_results() -> dict:
+    def runs(*top1s, seconds=30.0, model=None):
+        return [{"top1": t, "epochs": 10, "seconds": seconds} | ({"model": model} if model else {}) for t in top1s]
+
+    floor = [{"top1": 50.0, "seconds": 2.0, "iterations": 100}] * 2
+    rows = [
+        {"set": "photos", "size": "full", "images_per_class": 300, "train_images": 3000, "budget_s": 30.0,
+         "swinkit_model": "swin_atto (patch 2)",
+         "runs": {"swinkit": runs(81.0, 83.0, model="swin_atto (patch 2)"), "resnet18": runs(84.0, 82.0),
+                  "logreg": floor}},
+        {"set": "photos", "size": "20", "images_per_class": 20, "train_images": 200, "budget_s": 12.0,
+         "swinkit_model": "swin_atto (patch 4)",
+         "runs": {"swinkit": runs(60.0, 62.0, seconds=14.0, model="swin_atto (patch 4)"),
+                  "swinkit ema": runs(61.0, 61.0, model="swin_femto (patch 2)"),
+                  "resnet18": runs(70.0, 70.0, seconds=12.0),
+                  "resnet10t": runs(65.0, 67.0), "logreg": floor}},
+    ]  # fmt: skip
+    return {"machine": "x, 2 cores", "date": "2026-12-01", "torch": "2.14", "timm": "1.0", "seeds": [0, 1],
+            "budgets": {"full": 30.0, "20": 12.0}, "rows": rows}  # fmt: skip
+
+
+def test_the_small_data_tables_the_target_and_the_summary_train_reads():
+    results = small_data_results()
+    text = small_data.to_markdown(results)
+    assert text.startswith("Machine: x, 2 cores, torch 2.14, timm 1.0; seeds [0, 1]; budget per run: full 30 s, 20 a "
+                           "class 12 s.\n")  # fmt: skip
+    assert "| full: 3,000 | 30 | swinkit | swin_atto (patch 2) | 82.00 ± 1.41 | -1.00 | 10.00 ± 0.00 | 30.0 |" in text
+    assert "| photos | full: 3,000 | 30 | resnet18 | resnet18 | 83.00 ± 1.41 | | 10.00 ± 0.00 | 30.0 |" in text
+    assert "| photos | full: 3,000 | 30 | logreg | pixels | 50.00 ± 0.00 | -33.00 | | 2.0 |" in text
+    assert "| photos | 20 a class: 200 | 12 | swinkit ema | swin_femto (patch 2) | 61.00 ± 0.00 | -9.00 |" in text
+    assert "| photos | full: 3,000 | 82.00 ± 1.41 | 83.00 ± 1.41 | 50.00 | met |" in text  # 1 point: within the sd
+    assert small_data.target(results["rows"][1]) == (
+        "missed: 9.00 points below resnet18, more than the spread 1.41; 1.17x resnet18's time"
+    )
+    assert small_data.measured_summary(results) == {
+        "machine": "x, 2 cores",
+        "date": "2026-12-01",
+        "rows": [
+            {"set": "photos", "images_per_class": 300, "budget_s": 30.0, "swinkit_model": "swin_atto (patch 2)",
+             "swinkit_top1": [82.0, pytest.approx(2**0.5)], "resnet18_top1": [83.0, pytest.approx(2**0.5)],
+             "floor_top1": 50.0},
+            {"set": "photos", "images_per_class": 20, "budget_s": 12.0, "swinkit_model": "swin_atto (patch 4)",
+             "swinkit_top1": [61.0, pytest.approx(2**0.5)], "resnet18_top1": [70.0, 0.0], "floor_top1": 50.0},
+        ],
+    }  # fmt: skip
+    without_reference = {**results["rows"][0], "runs": {"swinkit": results["rows"][0]["runs"]["swinkit"]}}
+    assert small_data.target(without_reference) == "not measured (needs swinkit and resnet18)"
+
+
+def test_the_small_data_options(tmp_path, capsys):
+    parser = small_data.build_parser()
+    default = small_data.plan_from(parser.parse_args([]), parser)
+    assert default.budgets == {"full": 30.0, "60": 18.0, "20": 12.0} and default.seeds == [0, 1, 2]
+    assert default.sets == ["digits", "cluttered", "photos"] and default.runs() == 3 * 3 * 3 * 4
+    assert default.estimate() <= 40 * 60
+    quick = small_data.plan_from(parser.parse_args(["--quick", "--sets", "photos"]), parser)
+    assert (quick.budgets, quick.seeds, quick.sets) == ({"20": 12.0}, [0], ["photos"])
+    chosen = parser.parse_args(["--sizes", "full", "100", "--budget", "40", "100=20", "--systems", "swinkit", "logreg",
+                                "--variant", "ema=--ema --ema-decay 0.99", "--swinkit-args=--hflip 0"])  # fmt: skip
+    plan = small_data.plan_from(chosen, parser)
+    assert plan.budgets == {"full": 40.0, "100": 20.0} and plan.systems == ["swinkit", "logreg"]
+    assert plan.variants == {"ema": ["--ema", "--ema-decay", "0.99"]} and plan.swinkit_args == ["--hflip", "0"]
+    assert plan.runs() == 2 * 3 * 3 * 2
+    with pytest.raises(SystemExit):
+        small_data.plan_from(parser.parse_args(["--sizes", "100"]), parser)
+    assert "no budget for 100 images a class: give --budget 100=SECONDS" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        small_data.plan_from(parser.parse_args(["--systems", "timm-swin", "resnet18"]), parser)
+    assert "timm-swin takes the architecture swinkit chose" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sizes", "half"])
+    assert "a size is 'full' or a number of images per class" in capsys.readouterr().err
 
 
 def test_bench_lists_its_benchmarks(capsys):

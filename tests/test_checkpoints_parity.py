@@ -253,8 +253,8 @@ def test_hugging_face_checkpoint_at_an_odd_size(size, height, width, tmp_path):
 def test_torchvision_checkpoint_crops_the_remainder_as_torchvision_does(height, width, tmp_path):
     """torchvision's weights choose ``patch_remainder="crop"``: its answers at sides that are not whole patches.
 
-    The tiny spec's stage maps all exceed its window at these sizes (torchvision pads a map no
-    larger than the window to a whole window and shifts it along one side, a rule of its own).
+    The tiny spec's stage maps all exceed its window at these sizes; the full-size test below
+    covers maps no larger than the window, where torchvision has a window rule of its own.
     """
     path, reference, outputs = save_torchvision(TINY, tmp_path)
     model = swinkit.create_model(pretrained=path).eval()
@@ -267,6 +267,52 @@ def test_torchvision_checkpoint_crops_the_remainder_as_torchvision_does(height, 
     print(f"\ntorchvision/tiny at {height}x{width}: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
     assert logits <= TOLERANCE and stages <= TOLERANCE
     assert padded.config.patch_remainder == "pad" and padding_changes > 1e-3
+
+
+def perturb(model: nn.Module, seed: int) -> nn.Module:
+    """Move every parameter off its initial value: bias tables by std 0.5, logit scales by 0.3,
+    LayerNorms by 0.1, the rest (the V2 position bias MLP included) by 0.02."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if "relative_position_bias_table" in name:
+                    scale = 0.5
+                elif name == "logit_scale":
+                    scale = 0.3
+                else:
+                    scale = 0.1 if isinstance(module, nn.LayerNorm) else 0.02
+                param.add_(scale * torch.randn(param.shape, generator=generator))
+    return model.eval()
+
+
+@pytest.mark.parametrize(("height", "width", "small_shifts"), [(225, 301, (0, 1)), (97, 130, (0, 0))])
+@pytest.mark.parametrize("builder", ["swin_t", "swin_v2_t"])
+def test_full_size_torchvision_weights_give_torchvision_logits_on_maps_smaller_than_the_window(
+    builder, height, width, small_shifts, tmp_path
+):
+    """torchvision's own swin_t and swin_v2_t, loaded from their state dict, at sizes where a stage map is
+    no larger than the window along a side: torchvision keeps the window, pads the map to whole windows
+    and drops the shift only along such a side, which ``patch_remainder="crop"`` does too (V1 and V2)."""
+    reference = perturb(getattr(torchvision.models, builder)(), 11)
+    torch.save(reference.state_dict(), tmp_path / f"{builder}.pth")
+    model = swinkit.create_model(pretrained=tmp_path / f"{builder}.pth").eval()
+    assert (model.load_report.format, model.config.patch_remainder, model.config.small_maps) == (
+        "torchvision",
+        "crop",
+        "pad",
+    )
+    last_map = model.config.replace(img_size=(height, width)).stage_resolutions[-1]
+    assert min(last_map) <= model.config.window_size  # the rule under test applies in the last stage
+    layout = model.stages[-1].blocks[1].layout(*last_map)
+    assert layout.shifts == tuple(side * model.config.window_size // 2 for side in small_shifts)
+    pixels = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits, stages = max_differences(torchvision_outputs(reference, pixels), swinkit_outputs(model, pixels))
+    print(f"\ntorchvision/{builder} at {height}x{width}: max |logits diff| {logits:.2e}, max |stage diff| {stages:.2e}")
+    # V2's stage outputs grow with depth (res-post-norm, no norm between stages) and its logit scales
+    # sharpen the softmax: in float32 each library's own last stage is some 3e-5 off its float64 result.
+    assert logits <= TOLERANCE and stages <= (TOLERANCE if builder == "swin_t" else 5e-5)
 
 
 def swinkit_model(spec: Spec, seed: int = 8, labels=()):

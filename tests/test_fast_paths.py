@@ -10,17 +10,20 @@ from swinkit.model.layers import SwinBlock
 
 
 @pytest.mark.parametrize(
-    ("height", "width", "window", "shift"), [(8, 8, 4, 2), (7, 10, 4, 2), (14, 14, 7, 3), (5, 6, 7, 0)]
+    ("height", "width", "window", "shift", "small_maps"),
+    [(8, 8, 4, 2, "shrink"), (7, 10, 4, 2, "shrink"), (14, 14, 7, 3, "shrink"), (5, 6, 7, 0, "shrink")]
+    + [(4, 10, 7, 3, "pad"), (9, 5, 7, 3, "pad"), (3, 6, 4, 2, "fixed")],
 )
-def test_window_order_gathers_equal_pad_shift_partition_and_back(height, width, window, shift):
+def test_window_order_gathers_equal_pad_shift_partition_and_back(height, width, window, shift, small_maps):
     x = torch.randn(2, height, width, 3)
-    window_h, window_w, shift = ops.window_layout(height, width, window, shift)
+    window_h, window_w, shift_h, shift_w = ops.window_layout(height, width, window, shift, small_maps)
     padded = ops.pad_to_multiple(x, window_h, window_w)
-    plain = ops.window_partition(ops.cyclic_shift(padded, shift), window_h, window_w)
-    order, inverse = ops.window_order(height, width, window_h, window_w, shift)
+    plain = ops.window_partition(ops.cyclic_shift(padded, (shift_h, shift_w)), window_h, window_w)
+    order, inverse = ops.window_order(height, width, window_h, window_w, (shift_h, shift_w))
     fast = padded.flatten(1, 2)[:, order].reshape(plain.shape)
     torch.testing.assert_close(fast, plain, rtol=0, atol=0)
-    back = ops.cyclic_shift(ops.window_reverse(plain, window_h, window_w, *padded.shape[1:3]), -shift)
+    back = ops.window_reverse(plain, window_h, window_w, *padded.shape[1:3])
+    back = ops.cyclic_shift(back, (-shift_h, -shift_w))
     fast_back = fast.reshape(2, -1, 3)[:, inverse].view(x.shape)
     torch.testing.assert_close(fast_back, back[:, :height, :width], rtol=0, atol=0)
     torch.testing.assert_close(fast_back, x, rtol=0, atol=0)
@@ -29,13 +32,15 @@ def test_window_order_gathers_equal_pad_shift_partition_and_back(height, width, 
 def plain_block_forward(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     """The block of Eq. 3 written with the plain steps: pad, roll, partition, explicit softmax, reverse."""
     height, width = x.shape[1:3]
-    window_h, window_w, shift = ops.window_layout(height, width, block.window_size, block.shift_size)
+    window_h, window_w, *shift = ops.window_layout(
+        height, width, block.window_size, block.shift_size, block.small_maps
+    )
     normed = ops.pad_to_multiple(block.norm1(x), window_h, window_w)
     padded_h, padded_w = normed.shape[1:3]
-    windows = ops.window_partition(ops.cyclic_shift(normed, shift), window_h, window_w)
+    windows = ops.window_partition(ops.cyclic_shift(normed, tuple(shift)), window_h, window_w)
     attn = block.attn
     bias = ops.relative_position_bias(attn.relative_position_bias_table, window_h, window_w)
-    mask = ops.shift_window_mask(padded_h, padded_w, window_h, shift) if shift else None
+    mask = ops.shift_window_mask(padded_h, padded_w, window_h, tuple(shift)) if any(shift) else None
     q, k, v = (
         part.view(*windows.shape[:2], attn.num_heads, -1).transpose(1, 2)
         for part in F.linear(windows, attn.qkv.weight, attn.qkv.bias).chunk(3, dim=-1)
@@ -45,16 +50,20 @@ def plain_block_forward(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
         logits = (logits.view(-1, mask.shape[0], *logits.shape[1:]) + mask.unsqueeze(1)).view(logits.shape)
     out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(windows.shape)
     out = attn.proj(out)
-    out = ops.cyclic_shift(ops.window_reverse(out, window_h, window_w, padded_h, padded_w), -shift)
+    out = ops.cyclic_shift(ops.window_reverse(out, window_h, window_w, padded_h, padded_w), (-shift[0], -shift[1]))
     x = x + out[:, :height, :width]
     mlp = block.mlp
     return x + mlp.fc2(F.gelu(mlp.fc1(block.norm2(x))))
 
 
-@pytest.mark.parametrize(("size", "shift"), [((8, 8), 2), ((9, 13), 2), ((8, 8), 0), ((3, 6), 2)])
-def test_block_fast_path_equals_plain_path_in_outputs_and_gradients(size, shift):
+@pytest.mark.parametrize(
+    ("size", "shift", "small_maps"),
+    [((8, 8), 2, "shrink"), ((9, 13), 2, "shrink"), ((8, 8), 0, "shrink"), ((3, 6), 2, "shrink")]
+    + [((3, 6), 2, "pad"), ((6, 3), 2, "pad")],
+)
+def test_block_fast_path_equals_plain_path_in_outputs_and_gradients(size, shift, small_maps):
     torch.manual_seed(0)
-    block = SwinBlock(16, 2, 4, shift, 4.0, True, 0.0, 0.0, 0.0, 1e-5).train()
+    block = SwinBlock(16, 2, 4, shift, 4.0, True, 0.0, 0.0, 0.0, 1e-5, small_maps=small_maps).train()
     with torch.no_grad():
         block.attn.relative_position_bias_table.normal_(std=0.5)
     x = torch.randn(2, *size, 16, requires_grad=True)

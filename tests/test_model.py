@@ -66,6 +66,15 @@ def test_flop_terms_follow_eq2():
     assert swinkit.count_flops(swinkit.create_model("swin_t", device="meta")).total == count.total
 
 
+def test_flops_follow_the_small_map_rule():
+    """At 97x130 Swin-T's last map is 4x5 (padded) or 3x4 (cropped): one shrunk window, or one 7x7 window under
+    torchvision's rule (``patch_remainder="crop"``), which pads the map to it."""
+    padded = swinkit.count_flops("swin_t", (97, 130)).by_stage["stage4"]["attention"]
+    cropped = swinkit.count_flops(swinkit.get_config("swin_t", patch_remainder="crop"), (97, 130))
+    assert padded == 2 * 2 * (4 * 5) * (4 * 5) * 768
+    assert cropped.by_stage["stage4"]["attention"] == 2 * 2 * (7 * 7) * (7 * 7) * 768
+
+
 def test_swin_t_accepts_an_odd_size():
     model = swinkit.create_model("swin_t").eval()
     with torch.no_grad():

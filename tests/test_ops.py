@@ -94,11 +94,31 @@ def test_window_attention_equals_the_formula_of_eq4(with_mask):
 
 
 @pytest.mark.parametrize(
-    ("height", "width", "expected"),
-    [(56, 56, (7, 7, 3)), (7, 7, (7, 7, 0)), (8, 10, (7, 7, 3)), (7, 12, (7, 7, 0)), (3, 5, (3, 5, 0))],
+    ("height", "width", "small_maps", "expected"),
+    [
+        (56, 56, "shrink", (7, 7, 3, 3)),
+        (7, 7, "shrink", (7, 7, 0, 0)),
+        (8, 10, "shrink", (7, 7, 3, 3)),
+        (7, 12, "shrink", (7, 7, 0, 0)),
+        (3, 5, "shrink", (3, 5, 0, 0)),
+        (3, 5, "fixed", (7, 7, 3, 3)),
+        # torchvision's rule: the window stays, the shift goes only along a side one window covers.
+        (7, 12, "pad", (7, 7, 0, 3)),
+        (8, 4, "pad", (7, 7, 3, 0)),
+        (3, 5, "pad", (7, 7, 0, 0)),
+        (56, 56, "pad", (7, 7, 3, 3)),
+    ],
 )
-def test_window_layout(height, width, expected):
-    assert ops.window_layout(height, width, 7, 3) == expected
+def test_window_layout(height, width, small_maps, expected):
+    assert ops.window_layout(height, width, 7, 3, small_maps) == expected
+
+
+def test_shift_along_one_side_bands_only_that_side():
+    regions = ops.shifted_window_regions(7, 14, window=7, shift=(0, 3))
+    assert torch.equal(regions, regions[:1].expand(7, 14))  # every row alike: no band along H
+    assert regions[0].tolist() == [0] * 7 + [1] * 4 + [2] * 3
+    mask = ops.shift_window_mask(7, 14, 7, (0, 3))
+    assert mask.shape == (2, 49, 49) and not mask[0].any() and mask[1].eq(ops.MASK_VALUE).any()
 
 
 def test_attention_probabilities_are_the_weights_window_attention_applies():
@@ -165,7 +185,8 @@ def test_the_fused_kernel_gets_a_dense_mask_in_the_queries_dtype(monkeypatch, dt
     heads, n = 2, 16
     q, k, v = (torch.randn(8, heads, n, 8, dtype=dtype) for _ in range(3))
     table = torch.randn(49, heads)
-    layout = ops.WindowLayout(8, 8, 4, 4, 2 if with_mask else 0, 8, 8)
+    shift = 2 if with_mask else 0
+    layout = ops.WindowLayout(8, 8, 4, 4, shift, shift, 8, 8)
     additive = ops.attention_bias(table, layout, 7)
     with torch.no_grad():
         out = ops.window_attention(q, k, v, additive)

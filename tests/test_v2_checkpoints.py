@@ -304,8 +304,8 @@ def test_hugging_face_v2_checkpoint_at_an_odd_size(tmp_path):
     assert logits <= TOLERANCE and stages <= TOLERANCE
 
 
-# Window 2: at the odd sizes every stage map exceeds the window (torchvision pads a map no larger
-# than the window to a whole window and shifts it along one side, a rule of its own), and so does
+# Window 2: at the odd sizes every stage map exceeds the window (torchvision's rule for a map no
+# larger than the window is tested with its full-size swin_v2_t in test_checkpoints_parity.py), and so does
 # every map at the 128 pixels Hugging Face's model is built for (see ODD).
 CROP = Spec("crop", 128, 2)
 

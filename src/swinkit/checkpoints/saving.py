@@ -63,14 +63,15 @@ def save_pretrained(
     ``preprocessing`` overrides the stored normalisation, crop and interpolation (see
     :func:`model_preprocessing`). Files are written atomically. A directory already holding
     another format's files is refused, and so is an ``hf`` or ``timm`` export of a model that
-    crops the pixels beyond whole patches (``patch_remainder="crop"``), which those formats cannot say.
+    follows torchvision (``patch_remainder="crop"``), which those formats cannot say.
     """
     name = resolve_format(format, SAVE_FORMATS)
     config = model.config
     if config.patch_remainder != "pad" and name in _PADDING_ONLY:
         raise CheckpointError(
-            f"a {name} export cannot keep patch_remainder={config.patch_remainder!r} (the pixels beyond whole "
-            f"patches left out, as torchvision does): {_PADDING_ONLY[name]}, so the export would compute other "
+            f"a {name} export cannot keep patch_remainder={config.patch_remainder!r} (torchvision's semantics: the "
+            f"pixels beyond whole patches left out, stage maps no larger than the window padded to whole windows): "
+            f"{_PADDING_ONLY[name]}, so the export would compute other "
             f"numbers at such sizes. Save it as 'native', or set patch_remainder='pad' on the model's config first"
         )
     chosen = model_preprocessing(model, preprocessing)

@@ -47,7 +47,8 @@ LAYOUT = Layout(
 )
 _QKV_BIAS = ".attn.qkv.bias"
 #: Config fields torchvision's model implies, which its weights files do not store: its patch
-#: embedding leaves out the pixels beyond whole patches (a strided convolution without padding).
+#: embedding leaves out the pixels beyond whole patches (a strided convolution without padding),
+#: and a stage map no larger than the window keeps the window, padded, shifted along the other side.
 IMPLIED_FIELDS = {"patch_remainder": "crop"}
 
 

@@ -62,15 +62,18 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
 
 
 def add_patch_remainder(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--patch-remainder pad|crop``: what the model does with pixels beyond whole patches.
+    """``--patch-remainder pad|crop``: whose answers the model gives at sizes it was not trained for.
 
+    ``crop`` is torchvision's semantics (pixels beyond whole patches left out, stage maps no
+    larger than the window padded to whole windows); see :attr:`swinkit.SwinConfig.patch_remainder`.
     Read it back with :func:`patch_remainder_override`; unset, the checkpoint decides (``crop``
     for torchvision's weights, else what the checkpoint's config says, else ``pad``).
     """
     parser.add_argument(
         "--patch-remainder",
         choices=PATCH_REMAINDERS,
-        help="pixels beyond whole patches: pad them (official, Hugging Face) or crop them (torchvision); "
+        help="pad: pixels beyond whole patches padded, windows shrunk to smaller stage maps (official, Hugging "
+        "Face); crop: those pixels cropped, smaller maps padded to the window (torchvision); "
         "default: the checkpoint's (crop for torchvision weights, else pad)",
     )
 

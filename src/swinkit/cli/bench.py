@@ -24,7 +24,9 @@ class Benchmark(NamedTuple):
 BENCHMARKS = {
     "models": Benchmark("Swin-T speed and memory against timm, torchvision, transformers", models.main),
     "v2": Benchmark("the same for Swin V2-T at 256 (models --model swinv2_t)", models.main, ("--model", "swinv2_t")),
-    "small-data": Benchmark("training from scratch on small images against timm in a plain loop", small_data.main),
+    "small-data": Benchmark(
+        "training from scratch on small images against timm's Swin and ResNets, and a pixel floor", small_data.main
+    ),
     "segmentation": Benchmark(
         "the segmenter against transformers' UperNet: speed, memory, mIoU in the same time", segmentation.main
     ),

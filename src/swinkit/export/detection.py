@@ -56,7 +56,7 @@ def onnx_image_size_problem(model: FasterRCNN | MaskRCNN, image_size: tuple[int,
     for stage in range(model.config.backbone.num_stages):
         if stage:
             height, width = -(-height // 2), -(-width // 2)
-        window_h, window_w, _ = window_layout(height, width, window, 0)
+        window_h, window_w, _, _ = window_layout(height, width, window, 0)
         if height % window_h or width % window_w:
             return (
                 f"an image of {image_size[0]}x{image_size[1]} becomes a {batch.shape[-2]}x{batch.shape[-1]} input "

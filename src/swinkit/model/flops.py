@@ -51,24 +51,25 @@ class FlopCount:
         return self.total / 1e9
 
 
-def attention_flops(height: int, width: int, dim: int, window: int | None) -> int:
+def attention_flops(height: int, width: int, dim: int, window: int | None, small_maps: str = "shrink") -> int:
     """Eq. 1 (``window=None``: global MSA, ``2(hw)^2C``) or Eq. 2 (``2M^2hwC``) attention term.
 
-    With a window, the map is padded to whole windows as the model does.
+    With a window, the map is padded to whole windows as the model does, under its rule for
+    maps no larger than the window (``small_maps``, see :func:`~swinkit.model.ops.window_layout`).
     """
     if window is None:
         return 2 * (height * width) ** 2 * dim
-    window_h, window_w, _ = window_layout(height, width, window, 0)
+    window_h, window_w, _, _ = window_layout(height, width, window, 0, small_maps)
     padded = math.ceil(height / window_h) * window_h * math.ceil(width / window_w) * window_w
     return 2 * window_h * window_w * padded * dim
 
 
-def position_bias_flops(height: int, width: int, window: int, heads: int) -> int:
+def position_bias_flops(height: int, width: int, window: int, heads: int, small_maps: str = "shrink") -> int:
     """Swin V2's bias MLP on one block's offset grid: ``(2M_h-1)(2M_w-1) * (2*512 + 512*heads)``.
 
-    ``M_h x M_w`` is the window the block uses on an ``height x width`` map.
+    ``M_h x M_w`` is the window the block uses on an ``height x width`` map (under ``small_maps``).
     """
-    window_h, window_w, _ = window_layout(height, width, window, 0)
+    window_h, window_w, _, _ = window_layout(height, width, window, 0, small_maps)
     return (2 * window_h - 1) * (2 * window_w - 1) * (2 * CPB_HIDDEN + CPB_HIDDEN * heads)
 
 
@@ -105,11 +106,13 @@ def count_flops(
             terms["merging"] = height * width * 4 * dim * 2 * dim
             dim *= 2
         terms["projections"] = depth * 4 * height * width * dim * dim
-        terms["attention"] = depth * attention_flops(height, width, dim, config.window_size)
+        terms["attention"] = depth * attention_flops(height, width, dim, config.window_size, config.small_maps)
         terms["mlp"] = depth * 2 * height * width * dim * int(dim * config.mlp_ratio)
         terms["norm"] += depth * 2 * height * width * dim
         if config.version == 2:
-            terms["position_bias"] = depth * position_bias_flops(height, width, config.window_size, heads)
+            terms["position_bias"] = depth * position_bias_flops(
+                height, width, config.window_size, heads, config.small_maps
+            )
         by_stage[f"stage{index + 1}"] = terms
     by_stage["head"] = {"norm": height * width * dim, "head": dim * config.num_classes}
     return FlopCount(img_size=(image_h, image_w), by_stage=by_stage)

@@ -161,7 +161,7 @@ class WindowAttention(nn.Module):
         stamp = self._bias_stamp()
         if stamp is None:
             return self._continuous_bias(layout)
-        key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shift)
+        key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shifts)
         hit = ops.cached_bias(self.cpb_mlp[0].weight, key, stamp)
         if hit is None:
             # A normal tensor even under inference_mode, so that a later pass recording gradients can use it.
@@ -227,8 +227,10 @@ class SwinBlock(nn.Module):
     per call from the map's size (see :func:`swinkit.model.ops.window_layout`): the map is zero-padded (after
     V1's pre-norm) to a multiple of the window, cyclically shifted, partitioned, attended with
     the sub-window mask built on the padded map, and put back, as Hugging Face's model does.
-    ``fixed_window`` keeps the window and shift on maps smaller than the window (the
-    dense-prediction references' rule). ``(B, H, W, C) -> (B, H, W, C)``.
+    ``small_maps`` is the rule on maps no larger than the window: ``"shrink"`` the window to
+    them, keep the window and shift (``"fixed"``, the dense-prediction references), or keep
+    the window and drop the shift only along a side that one window covers (``"pad"``, torchvision);
+    see :func:`~swinkit.model.ops.window_layout`. ``(B, H, W, C) -> (B, H, W, C)``.
     """
 
     def __init__(
@@ -245,12 +247,12 @@ class SwinBlock(nn.Module):
         eps: float,
         version: int = 1,
         pretrained_window: int = 0,
-        fixed_window: bool = False,
+        small_maps: str = "shrink",
     ) -> None:
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
-        self.fixed_window = fixed_window
+        self.small_maps = small_maps
         self.post_norm = version == 2
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, attn_drop, drop, version, pretrained_window)
@@ -260,7 +262,7 @@ class SwinBlock(nn.Module):
 
     def layout(self, height: int, width: int) -> WindowLayout:
         """How this block cuts an ``height x width`` map into windows."""
-        return ops.layout_of(torch.empty(0, height, width, 0), self.window_size, self.shift_size, self.fixed_window)
+        return ops.layout_of(torch.empty(0, height, width, 0), self.window_size, self.shift_size, self.small_maps)
 
     def shifted_window_attention(self, x: torch.Tensor) -> torch.Tensor:
         """(S)W-MSA on a map: pad, shift, partition, attend, reverse, unshift, crop.
@@ -269,7 +271,7 @@ class SwinBlock(nn.Module):
         is their reverse (:func:`~swinkit.model.ops.partition_windows`,
         :func:`~swinkit.model.ops.reverse_windows`).
         """
-        layout = ops.layout_of(x, self.window_size, self.shift_size, self.fixed_window)
+        layout = ops.layout_of(x, self.window_size, self.shift_size, self.small_maps)
         windows = self.attn(ops.partition_windows(x, layout), layout)
         return ops.reverse_windows(windows, layout)
 
@@ -282,7 +284,7 @@ class SwinBlock(nn.Module):
         place them.
         """
         attended = x if self.post_norm else self.norm1(x)
-        layout = ops.layout_of(attended, self.window_size, self.shift_size, self.fixed_window)
+        layout = ops.layout_of(attended, self.window_size, self.shift_size, self.small_maps)
         probs = self.attn.probabilities(ops.partition_windows(attended, layout), layout)
         return probs.view(x.shape[0], -1, *probs.shape[1:]), layout
 
@@ -322,8 +324,8 @@ class SwinStage(nn.Module):
     """A stage: optional patch merging at its start, then ``depth`` blocks alternating W-MSA and SW-MSA.
 
     ``version`` picks Swin V1 or V2 parts; ``pretrained_window`` (V2, 0 = none) is the window
-    the stage's position coordinates are normalised by; ``fixed_window`` is the blocks' (see
-    :class:`SwinBlock`).
+    the stage's position coordinates are normalised by; ``small_maps`` is the blocks' rule on
+    maps no larger than the window (see :class:`SwinBlock`).
     ``(B, H, W, C_in) -> (B, H', W', dim)`` with ``H' = ceil(H/2)`` when merging, else ``H``.
     """
 
@@ -343,7 +345,7 @@ class SwinStage(nn.Module):
         eps: float,
         version: int = 1,
         pretrained_window: int = 0,
-        fixed_window: bool = False,
+        small_maps: str = "shrink",
     ) -> None:
         super().__init__()
         self.downsample = PatchMerging(in_dim, eps, version) if downsample else nn.Identity()
@@ -361,7 +363,7 @@ class SwinStage(nn.Module):
                 eps,
                 version,
                 pretrained_window,
-                fixed_window,
+                small_maps,
             )
             for index in range(depth)
         )

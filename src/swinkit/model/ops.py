@@ -32,19 +32,29 @@ MASK_VALUE = -100.0
 MASKED_CUDA_BACKENDS = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 
 
-def window_layout(height: int, width: int, window: int, shift: int, fixed: bool = False) -> tuple[int, int, int]:
-    """The window height, width and shift a block of window ``window`` uses on a ``height x width`` map.
+def window_layout(
+    height: int, width: int, window: int, shift: int, small_maps: str = "shrink"
+) -> tuple[int, int, int, int]:
+    """The window height and width, and the shift along H and W, a block uses on a ``height x width`` map.
 
-    A map whose shorter side is no larger than the window gets no shift (the reference
-    rule), and along a side shorter than the window the window shrinks to that side, so a
-    map smaller than the window is attended as one window of its own size. With ``fixed``
-    the window and shift are kept whatever the map (a small map is padded to one window),
-    as the dense-prediction references run Swin (mmseg's, and transformers' ``SwinBackbone``).
+    ``small_maps`` says what happens along a side no larger than the window:
+
+    - ``"shrink"`` (the official classification code, Hugging Face, timm): the window shrinks
+      to that side, and a map whose shorter side is no larger than the window gets no shift
+      on either side, so a map smaller than the window is attended as one window of its size.
+    - ``"fixed"`` (the dense-prediction references: mmseg, transformers' ``SwinBackbone``):
+      the window and shift are kept whatever the map; a small map is padded to one window.
+    - ``"pad"`` (torchvision): the window is kept and the map padded to whole windows, and
+      the shift is dropped along each side that one window covers once padded, the other
+      side keeping it.
     """
-    if fixed:
-        return window, window, shift
+    if small_maps == "fixed":
+        return window, window, shift, shift
+    if small_maps == "pad":
+        shift_h, shift_w = (shift if padded_size(side, window) > window else 0 for side in (height, width))
+        return window, window, shift_h, shift_w
     effective_shift = shift if min(height, width) > window else 0
-    return min(window, height), min(window, width), effective_shift
+    return min(window, height), min(window, width), effective_shift, effective_shift
 
 
 def padded_size(length: int, multiple: int) -> int:
@@ -105,33 +115,43 @@ def window_reverse(windows: torch.Tensor, window_h: int, window_w: int, height: 
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels)
 
 
-def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+def shift_pair(shift: int | tuple[int, int]) -> tuple[int, int]:
+    """A shift as ``(along H, along W)``; a single number shifts both sides alike."""
+    return (shift, shift) if isinstance(shift, int) else (int(shift[0]), int(shift[1]))
+
+
+def cyclic_shift(x: torch.Tensor, shift: int | tuple[int, int]) -> torch.Tensor:
     """Roll a ``(B, H, W, C)`` map by ``shift`` tokens along H and W (Sec. 3.2, Fig. 4).
 
-    A positive ``shift`` moves content toward the top-left, as the paper does before
-    SW-MSA; ``cyclic_shift(x, -shift)`` undoes it.
+    ``shift`` is one number for both sides or ``(along H, along W)``. A positive shift moves
+    content toward the top-left, as the paper does before SW-MSA; the negated shift undoes it.
     """
-    if shift == 0:
+    shift_h, shift_w = shift_pair(shift)
+    if shift_h == 0 and shift_w == 0:
         return x
-    return torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    return torch.roll(x, shifts=(-shift_h, -shift_w), dims=(1, 2))
 
 
 def shifted_window_regions(
-    height: int, width: int, window: int, shift: int, device: torch.device | None = None
+    height: int, width: int, window: int, shift: int | tuple[int, int], device: torch.device | None = None
 ) -> torch.Tensor:
     """Label each token of a cyclically shifted ``height x width`` map with its sub-window.
 
     After the shift, the last ``window`` rows (and columns) hold tokens from two places of
     the original map: ``[-window, -shift)`` and the ``shift`` rows that wrapped around.
     Crossing the row bands with the column bands gives up to nine regions (the slides'
-    example: an 8x8 map with M = 4 and shift 2), labelled ``0..8`` row-major.
+    example: an 8x8 map with M = 4 and shift 2), labelled row-major from 0. ``shift`` is one
+    number for both sides or ``(along H, along W)``; a side not shifted is a single band.
     Returns an ``(H, W)`` int64 tensor on ``device``.
     """
-    bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    bands = [
+        (slice(0, -window), slice(-window, -side_shift), slice(-side_shift, None)) if side_shift else (slice(None),)
+        for side_shift in shift_pair(shift)
+    ]
     regions = torch.zeros(height, width, dtype=torch.int64, device=device)
     label = 0
-    for rows in bands:
-        for cols in bands:
+    for rows in bands[0]:
+        for cols in bands[1]:
             regions[rows, cols] = label
             label += 1
     return regions
@@ -139,14 +159,15 @@ def shifted_window_regions(
 
 @functools.lru_cache(maxsize=128)
 def shift_window_mask(
-    height: int, width: int, window: int, shift: int, device: torch.device = torch.device("cpu")
+    height: int, width: int, window: int, shift: int | tuple[int, int], device: torch.device = torch.device("cpu")
 ) -> torch.Tensor:
     """The additive SW-MSA mask that keeps attention inside each sub-window (Sec. 3.2).
 
     For a padded map of ``height x width`` tokens (multiples of ``window``) shifted by
-    ``shift``, returns ``(nW, M*M, M*M)`` float32 with 0 where query and key lie in the
-    same sub-window and :data:`MASK_VALUE` where they do not. Cached per size and device:
-    the same call returns the same tensor, so treat it as read-only.
+    ``shift`` (one number, or ``(along H, along W)``), returns ``(nW, M*M, M*M)`` float32
+    with 0 where query and key lie in the same sub-window and :data:`MASK_VALUE` where they
+    do not. Cached per size and device: the same call returns the same tensor, so treat it
+    as read-only.
     """
     # Cached tensors are built as normal tensors even under inference_mode, so that a later
     # training step can use them.
@@ -192,7 +213,12 @@ def relative_position_bias(
 
 @functools.lru_cache(maxsize=256)
 def window_order(
-    height: int, width: int, window_h: int, window_w: int, shift: int, device: torch.device = torch.device("cpu")
+    height: int,
+    width: int,
+    window_h: int,
+    window_w: int,
+    shift: int | tuple[int, int],
+    device: torch.device = torch.device("cpu"),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad, cyclic shift and window partition as one gather, and their reverse as another.
 
@@ -230,13 +256,14 @@ def cached(function, *args):  # type: ignore[no-untyped-def]
 
 @dataclasses.dataclass(frozen=True)
 class WindowLayout:
-    """How a block cuts an ``height x width`` map: window sides, shift, and the padded map's size."""
+    """How a block cuts an ``height x width`` map: window sides, shift along each side, and the padded map's size."""
 
     height: int
     width: int
     window_h: int
     window_w: int
-    shift: int
+    shift_h: int
+    shift_w: int
     padded_h: int
     padded_w: int
 
@@ -245,17 +272,27 @@ class WindowLayout:
         """Tokens per window, ``N``."""
         return self.window_h * self.window_w
 
+    @property
+    def shifts(self) -> tuple[int, int]:
+        """The cyclic shift as ``(along H, along W)``."""
+        return self.shift_h, self.shift_w
+
+    @property
+    def shift(self) -> int:
+        """The shift the block applied, along one side or both; 0 when the windows are not shifted."""
+        return max(self.shift_h, self.shift_w)
+
 
 @torch.fx.wrap
-def layout_of(x: torch.Tensor, window: int, shift: int, fixed: bool = False) -> WindowLayout:
+def layout_of(x: torch.Tensor, window: int, shift: int, small_maps: str = "shrink") -> WindowLayout:
     """The :class:`WindowLayout` a block of window ``window`` and shift ``shift`` uses on map ``x``.
 
-    ``x``: ``(B, H, W, C)``; the rules are :func:`window_layout`'s.
+    ``x``: ``(B, H, W, C)``; the rules, ``small_maps`` among them, are :func:`window_layout`'s.
     """
     height, width = x.shape[1], x.shape[2]
-    window_h, window_w, effective_shift = window_layout(height, width, window, shift, fixed)
+    window_h, window_w, shift_h, shift_w = window_layout(height, width, window, shift, small_maps)
     padded_h, padded_w = padded_size(height, window_h), padded_size(width, window_w)
-    return WindowLayout(height, width, window_h, window_w, effective_shift, padded_h, padded_w)
+    return WindowLayout(height, width, window_h, window_w, shift_h, shift_w, padded_h, padded_w)
 
 
 @torch.fx.wrap
@@ -266,7 +303,9 @@ def partition_windows(x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
     :func:`cyclic_shift` of :func:`pad_to_multiple`.
     """
     x = pad_to_multiple(x, layout.window_h, layout.window_w)
-    order, _ = cached(window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shift, x.device)
+    order, _ = cached(
+        window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shifts, x.device
+    )
     return x.flatten(1, 2).index_select(1, order).view(-1, layout.tokens, x.shape[-1])
 
 
@@ -278,7 +317,7 @@ def reverse_windows(windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor
     """
     channels = windows.shape[-1]
     _, inverse = cached(
-        window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shift, windows.device
+        window_order, layout.height, layout.width, layout.window_h, layout.window_w, layout.shifts, windows.device
     )
     x = windows.view(-1, layout.padded_h * layout.padded_w, channels).index_select(1, inverse)
     return x.view(-1, layout.height, layout.width, channels)
@@ -339,7 +378,7 @@ def attention_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -
     load or an optimiser step invalidates it. The cache affects no result.
     """
     use_cache = not (torch.is_grad_enabled() and table.requires_grad) and not tracing()
-    key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shift, table_side)
+    key = (layout.window_h, layout.window_w, layout.padded_h, layout.padded_w, layout.shifts, table_side)
     if use_cache:
         stamp = parameter_stamp(table)
         hit = cached_bias(table, key, stamp)
@@ -358,7 +397,7 @@ def _table_bias(table: torch.Tensor, layout: WindowLayout, table_side: int) -> t
     bias = relative_position_bias(table, layout.window_h, layout.window_w, table_side)
     mask = None
     if layout.shift:
-        mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, table.device)
+        mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shifts, table.device)
     return fold_attention_bias(bias, mask)
 
 
@@ -534,7 +573,7 @@ def continuous_position_bias(table: torch.Tensor, layout: WindowLayout) -> torch
     bias = bias[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
     mask = None
     if layout.shift:
-        mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shift, table.device)
+        mask = cached(shift_window_mask, layout.padded_h, layout.padded_w, layout.window_h, layout.shifts, table.device)
     return fold_attention_bias(bias, mask)
 
 

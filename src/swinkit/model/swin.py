@@ -54,13 +54,18 @@ class SwinConfig:
 
     ``fixed_windows`` keeps every block's window and shift on maps smaller than the window,
     padding them to one window, as the dense-prediction references run Swin (mmsegmentation,
-    transformers' ``SwinBackbone``); the default shrinks the window to such a map and drops
-    the shift, as the classification references do. It changes no weight.
+    transformers' ``SwinBackbone``), whatever ``patch_remainder`` says; otherwise
+    ``patch_remainder`` decides the rule on such maps (:attr:`small_maps`). It changes no weight.
 
-    ``patch_remainder`` says what the patch embedding does with the bottom rows and right
-    columns of an image whose side is not a multiple of ``patch_size``: ``"pad"`` (zero-pad them
-    to a whole patch, as the official code and Hugging Face do) or ``"crop"`` (leave them out,
-    as torchvision's Swin does). Sides that are multiples of the patch give the same result.
+    ``patch_remainder`` picks between the two references' answers at sizes they were not
+    trained for. ``"pad"`` (the official code, Hugging Face): the patch embedding zero-pads the
+    bottom rows and right columns of an image whose side is not a multiple of ``patch_size``
+    to a whole patch, and a stage map no larger than the window along a side shrinks the
+    window to it (and drops the shift). ``"crop"`` (torchvision's Swin, V1 and V2): the patch
+    embedding leaves those pixels out, and a stage map keeps the full window, zero-padded to
+    whole windows, with the shift dropped only along a side that one window covers once padded
+    (:attr:`small_maps` is ``"pad"``). Where every side is a multiple of the patch and every
+    stage map exceeds the window along both sides, the two give the same result.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -142,6 +147,17 @@ class SwinConfig:
                     f"pretrained_window_sizes needs one non-negative window per stage ({self.num_stages} stages, "
                     f"0 = the window in use), got {self.pretrained_window_sizes}"
                 )
+
+    @property
+    def small_maps(self) -> str:
+        """The blocks' rule on maps no larger than the window (:func:`swinkit.model.ops.window_layout`).
+
+        ``"fixed"`` with ``fixed_windows``, else ``"pad"`` when ``patch_remainder`` is
+        ``"crop"`` (torchvision's rule), else ``"shrink"``.
+        """
+        if self.fixed_windows:
+            return "fixed"
+        return "pad" if self.patch_remainder == "crop" else "shrink"
 
     def pretrained_window(self, stage: int) -> int:
         """The pretrained window of ``stage`` that V2 normalises its coordinates by (0 = none)."""
@@ -276,7 +292,7 @@ class SwinTransformer(nn.Module):
                     eps=config.layer_norm_eps,
                     version=config.version,
                     pretrained_window=config.pretrained_window(index),
-                    fixed_window=config.fixed_windows,
+                    small_maps=config.small_maps,
                 )
             )
         self.stages = nn.ModuleList(stages)

@@ -43,8 +43,9 @@ class CommandOptions:
     """The settings ``swinkit eval`` and ``swinkit predict`` share, and the task's own flags (``extra``, by dest).
 
     ``output`` is the folder for files the command writes (None: the command's default);
-    ``patch_remainder`` (``"pad"``, ``"crop"`` or None for the checkpoint's) is what the model does
-    with pixels beyond whole patches (:attr:`swinkit.SwinConfig.patch_remainder`).
+    ``patch_remainder`` (``"pad"``, ``"crop"`` or None for the checkpoint's) says whose answers the
+    model gives at sizes it was not trained for, Hugging Face's or torchvision's
+    (:attr:`swinkit.SwinConfig.patch_remainder`).
     """
 
     device: str | None = None

@@ -51,7 +51,8 @@ class BlockAttention:
     input pixels per token side at this stage. ``window``: the query's window among the
     block's windows (row-major over the padded, shifted map). ``block_shift``: the shift the
     block is built with (``M // 2`` for odd blocks); ``layout.shift`` is the one it applied,
-    0 when the map is no larger than the window.
+    0 when the map is no larger than the window (``layout.shift_h`` and ``layout.shift_w``
+    per side, which differ under torchvision's rule, ``SwinConfig.small_maps == "pad"``).
     """
 
     stage: int
@@ -123,13 +124,13 @@ def _query_row(probs: torch.Tensor, layout: WindowLayout, query: tuple[int, int]
     """
     _, num_windows, heads, n, _ = probs.shape
     tokens = torch.arange(layout.padded_h * layout.padded_w).view(1, layout.padded_h, layout.padded_w, 1)
-    holders = ops.window_partition(ops.cyclic_shift(tokens, layout.shift), layout.window_h, layout.window_w)
+    holders = ops.window_partition(ops.cyclic_shift(tokens, layout.shifts), layout.window_h, layout.window_w)
     flat = query[0] * layout.padded_w + query[1]
     window, position = (holders.view(num_windows, n) == flat).nonzero()[0].tolist()
     windows = torch.zeros(num_windows, n, heads, dtype=probs.dtype)
     windows[window] = probs[0, window, :, position, :].transpose(0, 1)
     grid = ops.window_reverse(windows, layout.window_h, layout.window_w, layout.padded_h, layout.padded_w)
-    return window, ops.cyclic_shift(grid, -layout.shift)[0].permute(2, 0, 1)
+    return window, ops.cyclic_shift(grid, (-layout.shift_h, -layout.shift_w))[0].permute(2, 0, 1)
 
 
 def attention_maps(
@@ -282,8 +283,8 @@ def _draw_partition(axes, item: BlockAttention, height: int, width: int) -> None
     _borders(axes, layout.window_h, layout.window_h, item.stride, height, False, **regular)
     if item.shifted:
         shifted = {"color": "cyan", "linewidth": 1.3, "path_effects": outline}
-        _borders(axes, layout.shift, layout.window_w, item.stride, width, True, **shifted)
-        _borders(axes, layout.shift, layout.window_h, item.stride, height, False, **shifted)
+        _borders(axes, layout.shift_w, layout.window_w, item.stride, width, True, **shifted)
+        _borders(axes, layout.shift_h, layout.window_h, item.stride, height, False, **shifted)
 
 
 def draw_attention(

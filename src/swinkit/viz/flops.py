@@ -153,7 +153,8 @@ def flops_table(model: ModelSource, img_size: int | Sequence[int] | None = None)
     ``model``: a model, a config, a variant name (``"swin_t"``) or a checkpoint;
     ``img_size``: an int or ``(height, width)``, default the config's. The window and
     padding of each stage are those :func:`~swinkit.model.ops.window_layout` gives the
-    model's blocks (a stage whose map is no larger than the window attends it as one
+    model's blocks (by default a stage whose map is no larger than the window attends it as
+    one window; torchvision's rule, ``SwinConfig.small_maps == "pad"``, pads it to the
     window). The table's ``total`` equals :func:`~swinkit.model.flops.count_flops`'s.
     """
     config = resolve_config(model)
@@ -163,7 +164,7 @@ def flops_table(model: ModelSource, img_size: int | Sequence[int] | None = None)
     rows = [_outside_stages("embedding", *sized.stage_resolutions[0], config.embed_dim, count.by_stage["embedding"])]
     stages = zip(sized.stage_resolutions, sized.stage_dims, config.depths)
     for index, ((height, width), dim, depth) in enumerate(stages):
-        window_h, window_w, _ = ops.window_layout(height, width, config.window_size, 0)
+        window_h, window_w, _, _ = ops.window_layout(height, width, config.window_size, 0, config.small_maps)
         terms = count.by_stage[f"stage{index + 1}"]
         rows.append(
             StageCost(
@@ -175,7 +176,7 @@ def flops_table(model: ModelSource, img_size: int | Sequence[int] | None = None)
                 window_w=window_w,
                 blocks=depth,
                 projections=depth * 4 * height * width * dim**2,
-                window_attention=depth * attention_flops(height, width, dim, config.window_size),
+                window_attention=depth * attention_flops(height, width, dim, config.window_size, config.small_maps),
                 global_attention=depth * attention_flops(height, width, dim, None),
                 other=sum(value for term, value in terms.items() if term not in ("projections", "attention")),
             )

@@ -107,7 +107,7 @@ def window_figure_data(height: int = 8, width: int = 8, window: int = 4, shift: 
     shift = window // 2 if shift is None else shift
     if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or not 0 < shift < window:
         raise ValueError(f"shift must be an integer from 1 to window - 1 = {window - 1}, got {shift!r}")
-    _, _, effective_shift = ops.window_layout(height, width, window, int(shift))
+    _, _, effective_shift, _ = ops.window_layout(height, width, window, int(shift))
     if effective_shift == 0:
         raise ValueError(
             f"a {height}x{width} map with window {window} is attended as one window without a shift (its "
