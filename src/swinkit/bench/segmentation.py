@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swinkit bench segmentation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="swin_t", help="backbone of the speed test (default swin_t)")
     parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="of the speed test (default: a GPU if any)"
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="of the speed test (default: a GPU)"
     )
     parser.add_argument("--size", type=int, help="inference input side (default 256 on a CPU, 512 on a GPU)")
     parser.add_argument("--train-size", type=int, help="training step input side (default 128 on a CPU, 512 on a GPU)")
@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the speed test (default 3)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory workers")
     parser.add_argument("--budget", type=float, default=75.0, help="seconds per training run (default 75)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per system each (default 0 1 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="a run per system each (default 0 1 2)")
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--val-images", type=int, default=500)
     parser.add_argument("--side", type=int, default=64, help="side of the scenes in pixels (default 64)")
