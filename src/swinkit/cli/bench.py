@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from swinkit.bench import lora, models, serve, small_data
+from swinkit.bench import lora, models, segmentation, serve, small_data
 
 
 class Benchmark(NamedTuple):
@@ -26,6 +26,9 @@ BENCHMARKS = {
     "v2": Benchmark("the same for Swin V2-T at 256 (models --model swinv2_t)", models.main, ("--model", "swinv2_t")),
     "small-data": Benchmark(
         "training from scratch on small images against timm's Swin and ResNets, and a pixel floor", small_data.main
+    ),
+    "segmentation": Benchmark(
+        "the segmenter against transformers' UperNet: speed, memory, mIoU in the same time", segmentation.main
     ),
     "serve": Benchmark("swinkit serve under load: requests/s and latency, batching on and off", serve.main),
     "lora": Benchmark("LoRA against a full fine-tune: parameters, accuracy, training memory", lora.main),
