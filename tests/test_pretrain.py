@@ -131,3 +131,31 @@ def test_the_official_recipe_and_the_data_chosen_one():
     given = from_data(task.resolve(TrainConfig(task="pretrain", data="x")), large, MaskSettings(32, 0.75))[1]
     assert not any(choice.setting == "mask patch" for choice in given)
     assert next(choice for choice in given if choice.setting == "mask ratio").value == "0.75"
+
+
+def test_a_pretraining_run_starts_the_backbone_of_a_segmenter_and_a_detector(images, tmp_path):
+    from detection_folders import write_shapes_coco
+    from test_segment_task import write_shapes
+
+    assert main(["pretrain", "--data", str(images), "--output", str(tmp_path), "--name", "pt", "--epochs", "1",
+                 "--quiet", *TINY]) == 0  # fmt: skip
+    encoder = load_file(tmp_path / "pt" / "best" / "model.safetensors")
+    write_shapes(tmp_path / "seg", 4)
+    write_shapes_coco(tmp_path / "det", count=4, size=64)
+    frozen = ["--pretrained", str(tmp_path / "pt"), "--freeze-backbone", "--epochs", "1", "--batch-size", "4",
+              "--workers", "0", "--output", str(tmp_path), "--quiet"]  # fmt: skip
+    assert main(["train", "--task", "segment", "--data", str(tmp_path / "seg"), "--name", "seg", *frozen,
+                 "--set", "channels=16", "--set", "aux_channels=8"]) == 0  # fmt: skip
+    assert main(["train", "--task", "detect", "--data", str(tmp_path / "det"), "--name", "det", *frozen]) == 0
+
+    segmenter = load_file(tmp_path / "seg" / "best" / "model.safetensors")
+    detector = load_file(tmp_path / "det" / "best" / "model.safetensors")
+    qkv = "stages.1.blocks.0.attn.qkv.weight"
+    seg_key = next(key for key in segmenter if key.endswith(qkv))
+    det_key = next(key for key in detector if key.endswith(qkv))
+    assert torch.equal(segmenter[seg_key], encoder["encoder." + qkv])
+    assert torch.equal(detector[det_key], encoder["encoder." + qkv])
+    for run in ("seg", "det"):  # the architecture is the checkpoint's; the decoder and mask token are dropped
+        recorded = json.loads((tmp_path / run / "config.json").read_text())["model"]
+        assert json.dumps(recorded).count('"embed_dim": 16') == 1, recorded
+    assert not any(key.endswith(("mask_token", "decoder.proj.weight")) for key in [*segmenter, *detector])

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from swinkit.bench import lora, models, serve, small_data
+from swinkit.bench import lora, models, serve, simmim, small_data
 
 
 class Benchmark(NamedTuple):
@@ -27,6 +27,9 @@ BENCHMARKS = {
     "small-data": Benchmark("training from scratch on small images against timm in a plain loop", small_data.main),
     "serve": Benchmark("swinkit serve under load: requests/s and latency, batching on and off", serve.main),
     "lora": Benchmark("LoRA against a full fine-tune: parameters, accuracy, training memory", lora.main),
+    "simmim": Benchmark(
+        "SimMIM pre-training, then 10% of the labels against scratch; its speed against transformers", simmim.main
+    ),
 }
 
 
