@@ -140,16 +140,16 @@ def test_a_pretraining_run_starts_the_backbone_of_a_segmenter_and_a_detector(ima
     assert main(["pretrain", "--data", str(images), "--output", str(tmp_path), "--name", "pt", "--epochs", "1",
                  "--quiet", *TINY]) == 0  # fmt: skip
     encoder = load_file(tmp_path / "pt" / "best" / "model.safetensors")
-    write_shapes(tmp_path / "seg", 4)
-    write_shapes_coco(tmp_path / "det", count=4, size=64)
+    write_shapes(tmp_path / "seg-data", 4)
+    write_shapes_coco(tmp_path / "det-data", count=4, size=64)
     frozen = ["--pretrained", str(tmp_path / "pt"), "--freeze-backbone", "--epochs", "1", "--batch-size", "4",
               "--workers", "0", "--output", str(tmp_path), "--quiet"]  # fmt: skip
-    assert main(["train", "--task", "segment", "--data", str(tmp_path / "seg"), "--name", "seg", *frozen,
+    assert main(["train", "--task", "segment", "--data", str(tmp_path / "seg-data"), "--name", "seg", *frozen,
                  "--set", "channels=16", "--set", "aux_channels=8"]) == 0  # fmt: skip
-    assert main(["train", "--task", "detect", "--data", str(tmp_path / "det"), "--name", "det", *frozen]) == 0
+    assert main(["train", "--task", "detect", "--data", str(tmp_path / "det-data"), "--name", "det", *frozen]) == 0
 
-    segmenter = load_file(tmp_path / "seg" / "best" / "model.safetensors")
-    detector = load_file(tmp_path / "det" / "best" / "model.safetensors")
+    segmenter = load_file(tmp_path / "seg" / "last" / "model.safetensors")
+    detector = load_file(tmp_path / "det" / "last" / "model.safetensors")
     qkv = "stages.1.blocks.0.attn.qkv.weight"
     seg_key = next(key for key in segmenter if key.endswith(qkv))
     det_key = next(key for key in detector if key.endswith(qkv))

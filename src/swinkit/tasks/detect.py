@@ -27,10 +27,18 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from swinkit.checkpoints.detection import METADATA_FILE, create_detector, load_detector, save_detector
+from swinkit.checkpoints import io
+from swinkit.checkpoints.detection import (
+    METADATA_FILE,
+    create_detector,
+    is_detection_checkpoint,
+    load_detector,
+    save_detector,
+)
+from swinkit.checkpoints.loading import convert_checkpoint
 from swinkit.data.detection import collate, detection_transforms, load_detection
 from swinkit.data.images import load_images
-from swinkit.model import get_config
+from swinkit.model import SwinConfig, get_config
 from swinkit.model.detection import DetectorConfig
 from swinkit.preprocessing import Preprocessing
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
@@ -209,7 +217,7 @@ class DetectTask(Task):
         for record in records:
             scale = size / min(record.width, record.height)
             boxes += [((i.box[2] - i.box[0]) * scale, (i.box[3] - i.box[1]) * scale) for i in record.instances]
-        levels = get_config(config.model or "swin_t").num_stages + 1
+        levels = self.backbone_config(config).num_stages + 1
         return {"size": size, "anchors": choose_anchors(boxes, levels), "boxes": len(boxes), "images": len(records)}
 
     def choose_recipe(self, config: TrainConfig) -> RecipePlan:
@@ -217,7 +225,10 @@ class DetectTask(Task):
         stats = self.statistics
         size, images = stats["size"], stats["images"]
         choices = [Choice("input size", f"{size} px", "the median shorter side, to a multiple of 32", "--img-size")]
-        if config.model is None:
+        if config.model is None and self.pretrained_architecture(config) is not None:
+            reason = f"the architecture of {config.pretrained}"
+            choices.append(Choice("model", "from --pretrained", reason, "--model"))
+        elif config.model is None:
             model = "swin_t" if size >= 384 else "swin_atto" if images < 500 else "swin_femto"
             reason = (
                 "an input of 384 px or more: Swin-T, the official backbone"
@@ -244,16 +255,37 @@ class DetectTask(Task):
 
     # The model.
 
-    def detector_config(self, config: TrainConfig) -> DetectorConfig:
-        """The detector the settings and the data's statistics describe."""
-        size, anchors = self.statistics["size"], self.statistics["anchors"]
+    def pretrained_architecture(self, config: TrainConfig) -> SwinConfig | None:
+        """The encoder's architecture of ``--pretrained`` backbone weights (a classifier, a SimMIM checkpoint, a
+        pre-training run), or None: no weights, or a detector's (whose backbone ``--model`` names, Swin-T if not)."""
+        if not config.pretrained:
+            return None
+        cached = getattr(self, "_pretrained", None)
+        if cached is None or cached[0] != config.pretrained:
+            located = io.locate(config.pretrained)
+            raw = io.read_weights(located.weights)
+            architecture = None if is_detection_checkpoint(raw) else convert_checkpoint(located, raw).config()
+            self._pretrained = (config.pretrained, architecture)
+        return self._pretrained[1]
+
+    def backbone_config(self, config: TrainConfig) -> SwinConfig:
+        """The backbone: ``--model``'s, else the architecture of ``--pretrained`` backbone weights, else Swin-T;
+        ``--set`` fields and ``--drop-path`` applied."""
         overrides = dict(config.model_overrides)
         if config.drop_path is not None:
             overrides["drop_path_rate"] = config.drop_path
+        inherited = self.pretrained_architecture(config) if config.model is None else None
+        if inherited is not None:
+            return inherited.replace(**overrides)
+        return get_config(config.model or "swin_t", **overrides)
+
+    def detector_config(self, config: TrainConfig) -> DetectorConfig:
+        """The detector the settings and the data's statistics describe."""
+        size, anchors = self.statistics["size"], self.statistics["anchors"]
         train_sizes = multi_scale(size) if config.recipe == "finetune" and config.augment else (size,)
         train, test = (max(100, round(n * (size / 800) ** 2)) for n in PROPOSALS_AT_800)
         return DetectorConfig(
-            backbone=get_config(config.model or "swin_t", **overrides),
+            backbone=self.backbone_config(config),
             num_classes=len(self.train_data.names) + 1,
             labels=self.train_data.names,
             category_ids=self.train_data.category_ids,
