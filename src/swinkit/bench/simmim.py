@@ -313,8 +313,8 @@ def to_markdown(results: dict) -> str:
         rate, memory = entry["images_per_second"], entry["peak_mb"]
         lines += [
             "",
-            f"One pre-training step of {entry['model']} at {entry['img_size']} px, batch {entry['batch']} (forward with "
-            "the same mask, masked L1, backward, AdamW), same weights (losses differ by "
+            f"One pre-training step of {entry['model']} at {entry['img_size']} px, batch {entry['batch']} (forward "
+            "with the same mask, masked L1, backward, AdamW), same weights (losses differ by "
             f"{entry['loss_difference']:.1e}); medians of interleaved rounds; peak memory of two steps in a fresh "
             "process:",
             "",
