@@ -78,7 +78,8 @@ def fake_results(tuned: list[float], total: list[float]) -> dict:
     }
     return {
         "machine": "a CPU", "torch": "2", "transformers": "5", "model": "swin_atto", "pretrain_time": 80.0,
-        "finetune_time": 35.0, "seed_list": [0, 1, 2], "seeds": seeds, "summary": simmim.summarise(seeds),
+        "finetune_time": 35.0, "images": {"train": 3000, "val": 1000}, "seed_list": [0, 1, 2], "seeds": seeds,
+        "summary": simmim.summarise(seeds),
         "speed": {"model": "simmim_swin_t", "img_size": 192, "batch": 8, "loss_difference": 1e-7,
                   "images_per_second": {"swinkit": 6.0, "transformers": 4.0}, "peak_mb": {"swinkit": 900.0,
                   "transformers": 1200.0}},

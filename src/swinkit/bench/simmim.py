@@ -2,7 +2,7 @@
 
     swinkit bench simmim                  # the full run: 3 seeds, pre-training 80 s, fine-tuning 35 s (~16 min),
                                           # then the speed and memory of one training step (~3 min)
-    swinkit bench simmim --quick          # a smoke run: seed 0, 20 s + 10 s budgets, patch 4, a compact speed test
+    swinkit bench simmim --quick          # a smoke run: seed 0, 600 + 200 images, 20 s + 10 s, a compact speed test
     swinkit bench simmim --pretrain-time 120 --finetune-time 45 --seeds 0 1 2
     swinkit bench simmim --speed-only     # only the speed and memory against transformers
 
@@ -145,7 +145,8 @@ def one_seed(
     name = f"scratch-f-{seed}"
     out[ROWS[0]] = classified(ROWS[0], "--time", f"{finetune:g}s", *model, "--name", name)
     chosen = json.loads((runs / name / "config.json").read_text())["train"]
-    print(f"seed {seed}: pre-training on the {len(list((data / 'train').rglob('*.png')))} training images ...")
+    images = len(list((data / "train").rglob("*.png")))
+    print(f"seed {seed}: pre-training on the {images} training images ...", flush=True)
     row, seconds = run(
         "pretrain", "--data", str(data / "train"), "--time", f"{pretrain:g}s", *model, "--seed", str(seed),
         "--output", str(runs), "--name", f"pretrain-{seed}",
@@ -283,9 +284,10 @@ def to_markdown(results: dict) -> str:
     lines = [f"Machine: {results['machine']}, torch {results['torch']}, transformers {results['transformers']}.", ""]
     if results.get("seeds"):
         summary = results["summary"]
+        train, val = results["images"]["train"], results["images"]["val"]
         lines += [
-            f"Cluttered digits (32x32, grey), 10% of the 3,000 training labels, 1,000 validation images; model "
-            f"{results['model']} for every run; pre-training {results['pretrain_time']:g} s on the 3,000 training "
+            f"Cluttered digits (32x32, grey), 10% of the {train:,} training labels, {val:,} validation images; model "
+            f"{results['model']} for every run; pre-training {results['pretrain_time']:g} s on the {train:,} training "
             f"images, fine-tuning {results['finetune_time']:g} s; seeds {results['seed_list']}; val top-1 % of the "
             "last epoch, mean ± sd over the seeds.",
             "",
@@ -339,9 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a model field for every run, as train's --set"
     )
+    parser.add_argument("--train-images", type=int, default=3000, help="training images of the set (default 3000)")
+    parser.add_argument("--val-images", type=int, default=1000, help="validation images of the set (default 1000)")
     parser.add_argument("--speed-rounds", type=int, default=5)
     parser.add_argument("--speed-repeats", type=int, default=2, help="timed steps per system and round")
-    parser.add_argument("--quick", action="store_true", help="smoke run: seed 0, 20 s + 10 s, a compact speed test")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: seed 0, 600 + 200 images, 20 s + 10 s, a compact speed test"
+    )
     parser.add_argument("--speed-only", action="store_true", help="only the speed and memory against transformers")
     parser.add_argument("--output", type=Path, default=tables.RESULTS, help="where simmim.json and .md go")
     parser.add_argument("--memory-worker", choices=("swinkit", "transformers"), help=argparse.SUPPRESS)
@@ -359,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.quick:
         args.pretrain_time, args.finetune_time, args.seeds, args.speed_rounds = 20.0, 10.0, [0], 2
-        args.set = args.set or ["patch_size=4"]  # a quarter of the tokens: a few epochs fit in 20 s
+        args.train_images, args.val_images = 600, 200
         args.speed_model, args.speed_size, args.speed_batch = SPEED_MODELS["quick"]
     import transformers
 
@@ -372,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": " ".join([args.model, *args.set]),
         "pretrain_time": args.pretrain_time,
         "finetune_time": args.finetune_time,
+        "images": {"train": args.train_images, "val": args.val_images},
         "seed_list": [] if args.speed_only else args.seeds,
         "seeds": {},
     }
@@ -379,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.speed_only:
         with tempfile.TemporaryDirectory(prefix="swinkit-bench-simmim-") as scratch:
             root = Path(scratch)
-            data = build_cluttered(root / "cluttered")
+            data = build_cluttered(root / "cluttered", args.train_images, args.val_images)
             for seed in args.seeds:
                 model = ["--model", args.model, *(flag for field in args.set for flag in ("--set", field))]
                 results["seeds"][str(seed)] = one_seed(data, root, seed, model, args.pretrain_time, args.finetune_time)
