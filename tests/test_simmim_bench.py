@@ -38,10 +38,11 @@ def test_the_labelled_tenth_is_stratified_and_drawn_by_the_seed(tmp_path):
 
 
 def test_fine_tuning_takes_the_data_chosen_settings_of_scratch_as_flags():
-    settings = {"batch_size": 16, "lr": 0.0014, "hflip": 0.0, "crop": "pad", "pad": 4, "scale": None,
-                "label_smoothing": 0.1, "model": "swin_atto", "epochs": 12}  # fmt: skip
+    settings = {"epochs": 12, "batch_size": 16, "accum_steps": 1, "warmup_epochs": 0.6, "lr": 0.0014, "hflip": 0.0,
+                "crop": "pad", "pad": 4, "scale": None, "label_smoothing": 0.1, "model": "swin_atto"}  # fmt: skip
     assert simmim.finetune_flags(settings) == [
-        "--batch-size", "16", "--lr", "0.0014", "--smoothing", "0.1", "--hflip", "0.0", "--crop", "pad", "--pad", "4",
+        "--epochs", "12", "--batch-size", "16", "--accum-steps", "1", "--warmup-epochs", "0.6", "--lr", "0.0014",
+        "--smoothing", "0.1", "--hflip", "0.0", "--crop", "pad", "--pad", "4",
     ]  # fmt: skip
     assert simmim.finetune_flags({"scale": [0.35, 1.0]}) == ["--scale", "0.35", "1"]
 
