@@ -1,6 +1,6 @@
 """SimMIM pre-training as evidence: fine-tuning on 10% of the labels against training from scratch, and its speed.
 
-    swinkit bench simmim                  # the full run: 3 seeds, pre-training 80 s, fine-tuning 35 s (~16 min),
+    swinkit bench simmim                  # the full run: 3 seeds, pre-training 80 s, fine-tuning 35 s (~14 min),
                                           # then the speed and memory of one training step (~3 min)
     swinkit bench simmim --quick          # a smoke run: seed 0, 600 + 200 images, 20 s + 10 s, a compact speed test
     swinkit bench simmim --pretrain-time 120 --finetune-time 45 --seeds 0 1 2

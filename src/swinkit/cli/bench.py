@@ -28,7 +28,7 @@ BENCHMARKS = {
     "serve": Benchmark("swinkit serve under load: requests/s and latency, batching on and off", serve.main),
     "lora": Benchmark("LoRA against a full fine-tune: parameters, accuracy, training memory", lora.main),
     "simmim": Benchmark(
-        "SimMIM pre-training, then 10% of the labels against scratch; its speed against transformers", simmim.main
+        "SimMIM pre-training, then a tenth of the labels against scratch; its speed against transformers", simmim.main
     ),
 }
 
