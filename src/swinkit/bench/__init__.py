@@ -5,6 +5,8 @@ one writer of results (JSON and the Markdown tables the README quotes, in
 ``benchmarks/results``); each other module is one benchmark with a ``main(argv)``:
 :mod:`~swinkit.bench.models` (speed and memory of Swin-T or V2-T against timm, torchvision
 and transformers), :mod:`~swinkit.bench.small_data` (training from scratch on small images
-against timm in a plain loop), :mod:`~swinkit.bench.serve` (``swinkit serve`` under load) and
-:mod:`~swinkit.bench.lora` (LoRA against a full fine-tune).
+against timm in a plain loop), :mod:`~swinkit.bench.serve` (``swinkit serve`` under load),
+:mod:`~swinkit.bench.lora` (LoRA against a full fine-tune) and :mod:`~swinkit.bench.simmim`
+(SimMIM pre-training, then a tenth of the labels, against training from scratch; its step
+against transformers').
 """
