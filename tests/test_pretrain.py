@@ -159,3 +159,22 @@ def test_a_pretraining_run_starts_the_backbone_of_a_segmenter_and_a_detector(ima
         recorded = json.loads((tmp_path / run / "config.json").read_text())["model"]
         assert json.dumps(recorded).count('"embed_dim": 16') == 1, recorded
     assert not any(key.endswith(("mask_token", "decoder.proj.weight")) for key in [*segmenter, *detector])
+
+
+def test_layer_decay_reaches_a_segmenters_and_a_detectors_backbone_and_leaves_their_heads_at_the_base_rate():
+    from swinkit.checkpoints.detection import create_detector
+    from swinkit.tasks.detect import DetectTask
+    from swinkit.tasks.segment import SegmentTask
+
+    segmenter = swinkit.create_model("upernet_swin_atto", num_classes=3, channels=16, aux_channels=8)
+    detector = create_detector("fasterrcnn_swin_atto")
+    for task, model, prefix in ((SegmentTask(), segmenter, "backbone."), (DetectTask(), detector, "backbone.body.")):
+        groups = task.parameter_groups(model, 0.05, 0.9)
+        scale = {id(p): group["lr_scale"] for group in groups for p in group["params"]}
+        named = dict(model.named_parameters())
+        depth = sum(model.config.backbone.depths)  # N blocks: the embedding at 0.9^(N + 1), block b at 0.9^(N + 1 - b)
+        assert scale[id(named[prefix + "patch_embed.proj.weight"])] == pytest.approx(0.9 ** (depth + 1))
+        assert scale[id(named[prefix + "stages.1.blocks.0.attn.qkv.weight"])] == pytest.approx(0.9 ** (depth - 2))
+        heads = [name for name in named if not name.startswith(prefix)]
+        assert heads and all(scale[id(named[name])] == 1.0 for name in heads)
+        assert len(scale) == len(named)

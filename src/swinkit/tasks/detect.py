@@ -47,6 +47,7 @@ from swinkit.train.config import TrainConfig
 from swinkit.train.detection_recipe import choose_anchors, choose_input_size
 from swinkit.train.recipe import Choice
 from swinkit.train.rundir import LINKS
+from swinkit.train.optim import parameter_groups
 from swinkit.train.task import Evaluator, Loaders, Metric, RecipePlan, Scores, StepOutput, cores, loader_workers
 from swinkit.viz.detection import draw_detections, side_by_side
 
@@ -312,6 +313,10 @@ class DetectTask(Task):
         if config.freeze_backbone:
             model.backbone.body.requires_grad_(False)
         return model
+
+    def parameter_groups(self, model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, object]]:
+        """The layer-wise decay (``layer_decay`` < 1) over the Swin backbone's blocks; the heads at the base rate."""
+        return parameter_groups(model, weight_decay, layer_decay, "backbone.body.", model.config.backbone.depths)
 
     def preprocessing(self, config: TrainConfig, model: nn.Module) -> Preprocessing:
         """The detector normalises and resizes inside itself; this records its evaluation size and normalisation."""
