@@ -45,9 +45,9 @@ from swinkit.tasks.base import Command, CommandOptions, Report, Task
 from swinkit.train.coco_eval import METRICS, CocoEvaluation, evaluate_coco, to_coco_results
 from swinkit.train.config import TrainConfig
 from swinkit.train.detection_recipe import choose_anchors, choose_input_size
+from swinkit.train.optim import parameter_groups
 from swinkit.train.recipe import Choice
 from swinkit.train.rundir import LINKS
-from swinkit.train.optim import parameter_groups
 from swinkit.train.task import Evaluator, Loaders, Metric, RecipePlan, Scores, StepOutput, cores, loader_workers
 from swinkit.viz.detection import draw_detections, side_by_side
 

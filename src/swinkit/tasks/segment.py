@@ -38,9 +38,9 @@ from swinkit.segmenter import evaluate_masks, open_segmenter, predict_masks
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
 from swinkit.train import seg_recipe
 from swinkit.train.config import DEFAULT_BUDGET, TrainConfig
+from swinkit.train.optim import parameter_groups
 from swinkit.train.recipe import Candidate, Choice
 from swinkit.train.seg_metrics import ConfusionMeter, SegmentationScores
-from swinkit.train.optim import parameter_groups
 from swinkit.train.task import Evaluator, Loaders, Metric, RecipePlan, Scores, StepOutput, cores, loader_workers
 from swinkit.viz.figure import save_figure
 from swinkit.viz.segmentation import draw_class_iou, draw_segmentation_grid
