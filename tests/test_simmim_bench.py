@@ -77,6 +77,8 @@ def fake_results(tuned: list[float], total: list[float]) -> dict:
         str(seed): {simmim.ROWS[0]: row(20.0), simmim.ROWS[1]: row(t), simmim.ROWS[2]: row(f)}
         for seed, (f, t) in enumerate(zip(tuned, total))
     }
+    for entry in seeds.values():
+        entry[simmim.ROWS[2]]["pretraining"] = {"val_loss": 0.5, "epochs": 8, "seconds": 80.0}
     return {
         "machine": "a CPU", "torch": "2", "transformers": "5", "model": "swin_atto", "pretrain_time": 80.0,
         "finetune_time": 35.0, "images": {"train": 3000, "val": 1000}, "seed_list": [0, 1, 2], "seeds": seeds,
@@ -93,7 +95,7 @@ def test_the_tables_give_means_gains_and_whether_the_targets_are_met(tmp_path):
     assert summary["top1"][simmim.ROWS[2]] == (52.0, 2.0)
     assert summary["gain"][simmim.ROWS[1]] == (5.0, 1.0) and summary["target_met"]
     table = simmim.to_markdown(results)
-    assert "| fine-tuned from pre-training | 52.00 ± 2.00 | | 10.0 | 40 |" in table
+    assert "| fine-tuned from pre-training | 52.00 ± 2.00 | | 10.0 | 40 + 80 pre-training |" in table
     assert "| scratch, equal total time | 47.00 ± 2.65 | +5.00 ± 1.00 |" in table
     assert "| swinkit | 6.00 | 1.500 | 900 |" in table
     assert table.count("**met**") == 2

@@ -306,9 +306,11 @@ def to_markdown(results: dict) -> str:
             gain = (
                 f"{summary['gain'][row][0]:+.2f} ± {summary['gain'][row][1]:.2f}" if row in summary["gain"] else ""
             )
+            seconds = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
+            if all("pretraining" in r for r in runs):
+                seconds += f" + {statistics.mean(r['pretraining']['seconds'] for r in runs):.0f} pre-training"
             rows.append([
-                row, f"{mean:.2f} ± {spread:.2f}", gain, f"{statistics.mean(r['epochs'] for r in runs):.1f}",
-                f"{statistics.mean(r['seconds'] for r in runs):.0f}",
+                row, f"{mean:.2f} ± {spread:.2f}", gain, f"{statistics.mean(r['epochs'] for r in runs):.1f}", seconds,
             ])  # fmt: skip
         header = ["run", "val top-1 %", "fine-tuned minus this row", "epochs", "wall time s"]
         lines += tables.markdown_table(header, rows)
