@@ -131,3 +131,50 @@ def test_the_official_recipe_and_the_data_chosen_one():
     given = from_data(task.resolve(TrainConfig(task="pretrain", data="x")), large, MaskSettings(32, 0.75))[1]
     assert not any(choice.setting == "mask patch" for choice in given)
     assert next(choice for choice in given if choice.setting == "mask ratio").value == "0.75"
+
+
+def test_a_pretraining_run_starts_the_backbone_of_a_segmenter_and_a_detector(images, tmp_path):
+    from detection_folders import write_shapes_coco
+    from test_segment_task import write_shapes
+
+    assert main(["pretrain", "--data", str(images), "--output", str(tmp_path), "--name", "pt", "--epochs", "1",
+                 "--quiet", *TINY]) == 0  # fmt: skip
+    encoder = load_file(tmp_path / "pt" / "best" / "model.safetensors")
+    write_shapes(tmp_path / "seg-data", 4)
+    write_shapes_coco(tmp_path / "det-data", count=4, size=64)
+    frozen = ["--pretrained", str(tmp_path / "pt"), "--freeze-backbone", "--epochs", "1", "--batch-size", "4",
+              "--workers", "0", "--output", str(tmp_path), "--quiet"]  # fmt: skip
+    assert main(["train", "--task", "segment", "--data", str(tmp_path / "seg-data"), "--name", "seg", *frozen,
+                 "--set", "channels=16", "--set", "aux_channels=8"]) == 0  # fmt: skip
+    assert main(["train", "--task", "detect", "--data", str(tmp_path / "det-data"), "--name", "det", *frozen]) == 0
+
+    segmenter = load_file(tmp_path / "seg" / "last" / "model.safetensors")
+    detector = load_file(tmp_path / "det" / "last" / "model.safetensors")
+    qkv = "stages.1.blocks.0.attn.qkv.weight"
+    seg_key = next(key for key in segmenter if key.endswith(qkv))
+    det_key = next(key for key in detector if key.endswith(qkv))
+    assert torch.equal(segmenter[seg_key], encoder["encoder." + qkv])
+    assert torch.equal(detector[det_key], encoder["encoder." + qkv])
+    for run in ("seg", "det"):  # the architecture is the checkpoint's; the decoder and mask token are dropped
+        recorded = json.loads((tmp_path / run / "config.json").read_text())["model"]
+        assert json.dumps(recorded).count('"embed_dim": 16') == 1, recorded
+    assert not any(key.endswith(("mask_token", "decoder.proj.weight")) for key in [*segmenter, *detector])
+
+
+def test_layer_decay_reaches_a_segmenters_and_a_detectors_backbone_and_leaves_their_heads_at_the_base_rate():
+    from swinkit.checkpoints.detection import create_detector
+    from swinkit.tasks.detect import DetectTask
+    from swinkit.tasks.segment import SegmentTask
+
+    segmenter = swinkit.create_model("upernet_swin_atto", num_classes=3, channels=16, aux_channels=8)
+    detector = create_detector("fasterrcnn_swin_atto")
+    for task, model, prefix in ((SegmentTask(), segmenter, "backbone."), (DetectTask(), detector, "backbone.body.")):
+        groups = task.parameter_groups(model, 0.05, 0.9)
+        scale = {id(p): group["lr_scale"] for group in groups for p in group["params"]}
+        named = dict(model.named_parameters())
+        depth = sum(model.config.backbone.depths)  # N blocks: the embedding at 0.9^(N + 1), block b at 0.9^(N + 1 - b)
+        assert scale[id(named[prefix + "patch_embed.proj.weight"])] == pytest.approx(0.9 ** (depth + 1))
+        assert scale[id(named[prefix + "stages.1.blocks.0.attn.qkv.weight"])] == pytest.approx(0.9 ** (depth - 2))
+        heads = [name for name in named if not name.startswith(prefix)]
+        assert heads and all(scale[id(named[name])] == 1.0 for name in heads)
+        assert len(scale) == len(named)

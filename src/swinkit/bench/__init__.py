@@ -10,6 +10,7 @@ and transformers), :mod:`~swinkit.bench.small_data` (training from scratch on sm
 against timm's Swin, ResNet-18 and ResNet-10-T in a plain loop and a logistic regression on the
 pixels), :mod:`~swinkit.bench.segmentation` (the segmenter against transformers' UperNet: speed,
 memory, and mIoU in the same training time; its data set built by :mod:`~swinkit.bench.scenes`),
-:mod:`~swinkit.bench.serve` (``swinkit serve`` under load) and :mod:`~swinkit.bench.lora` (LoRA
-against a full fine-tune).
+:mod:`~swinkit.bench.serve` (``swinkit serve`` under load), :mod:`~swinkit.bench.lora` (LoRA
+against a full fine-tune) and :mod:`~swinkit.bench.simmim` (SimMIM pre-training, then a tenth of
+the labels, against training from scratch; its step against transformers').
 """

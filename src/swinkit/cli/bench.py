@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from swinkit.bench import lora, models, segmentation, serve, small_data
+from swinkit.bench import lora, models, segmentation, serve, simmim, small_data
 
 
 class Benchmark(NamedTuple):
@@ -32,6 +32,9 @@ BENCHMARKS = {
     ),
     "serve": Benchmark("swinkit serve under load: requests/s and latency, batching on and off", serve.main),
     "lora": Benchmark("LoRA against a full fine-tune: parameters, accuracy, training memory", lora.main),
+    "simmim": Benchmark(
+        "SimMIM pre-training, then a tenth of the labels against scratch; its speed against transformers", simmim.main
+    ),
 }
 
 

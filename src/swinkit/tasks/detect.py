@@ -27,16 +27,25 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from swinkit.checkpoints.detection import METADATA_FILE, create_detector, load_detector, save_detector
+from swinkit.checkpoints import io
+from swinkit.checkpoints.detection import (
+    METADATA_FILE,
+    create_detector,
+    is_detection_checkpoint,
+    load_detector,
+    save_detector,
+)
+from swinkit.checkpoints.loading import convert_checkpoint
 from swinkit.data.detection import collate, detection_transforms, load_detection
 from swinkit.data.images import load_images
-from swinkit.model import get_config
+from swinkit.model import SwinConfig, get_config
 from swinkit.model.detection import DetectorConfig
 from swinkit.preprocessing import Preprocessing
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
 from swinkit.train.coco_eval import METRICS, CocoEvaluation, evaluate_coco, to_coco_results
 from swinkit.train.config import TrainConfig
 from swinkit.train.detection_recipe import choose_anchors, choose_input_size
+from swinkit.train.optim import parameter_groups
 from swinkit.train.recipe import Choice
 from swinkit.train.rundir import LINKS
 from swinkit.train.task import Evaluator, Loaders, Metric, RecipePlan, Scores, StepOutput, cores, loader_workers
@@ -209,7 +218,7 @@ class DetectTask(Task):
         for record in records:
             scale = size / min(record.width, record.height)
             boxes += [((i.box[2] - i.box[0]) * scale, (i.box[3] - i.box[1]) * scale) for i in record.instances]
-        levels = get_config(config.model or "swin_t").num_stages + 1
+        levels = self.backbone_config(config).num_stages + 1
         return {"size": size, "anchors": choose_anchors(boxes, levels), "boxes": len(boxes), "images": len(records)}
 
     def choose_recipe(self, config: TrainConfig) -> RecipePlan:
@@ -217,7 +226,10 @@ class DetectTask(Task):
         stats = self.statistics
         size, images = stats["size"], stats["images"]
         choices = [Choice("input size", f"{size} px", "the median shorter side, to a multiple of 32", "--img-size")]
-        if config.model is None:
+        if config.model is None and self.pretrained_architecture(config) is not None:
+            reason = f"the architecture of {config.pretrained}"
+            choices.append(Choice("model", "from --pretrained", reason, "--model"))
+        elif config.model is None:
             model = "swin_t" if size >= 384 else "swin_atto" if images < 500 else "swin_femto"
             reason = (
                 "an input of 384 px or more: Swin-T, the official backbone"
@@ -244,16 +256,37 @@ class DetectTask(Task):
 
     # The model.
 
-    def detector_config(self, config: TrainConfig) -> DetectorConfig:
-        """The detector the settings and the data's statistics describe."""
-        size, anchors = self.statistics["size"], self.statistics["anchors"]
+    def pretrained_architecture(self, config: TrainConfig) -> SwinConfig | None:
+        """The encoder's architecture of ``--pretrained`` backbone weights (a classifier, a SimMIM checkpoint, a
+        pre-training run), or None: no weights, or a detector's (whose backbone ``--model`` names, Swin-T if not)."""
+        if not config.pretrained:
+            return None
+        cached = getattr(self, "_pretrained", None)
+        if cached is None or cached[0] != config.pretrained:
+            located = io.locate(config.pretrained)
+            raw = io.read_weights(located.weights)
+            architecture = None if is_detection_checkpoint(raw) else convert_checkpoint(located, raw).config()
+            self._pretrained = (config.pretrained, architecture)
+        return self._pretrained[1]
+
+    def backbone_config(self, config: TrainConfig) -> SwinConfig:
+        """The backbone: ``--model``'s, else the architecture of ``--pretrained`` backbone weights, else Swin-T;
+        ``--set`` fields and ``--drop-path`` applied."""
         overrides = dict(config.model_overrides)
         if config.drop_path is not None:
             overrides["drop_path_rate"] = config.drop_path
+        inherited = self.pretrained_architecture(config) if config.model is None else None
+        if inherited is not None:
+            return inherited.replace(**overrides)
+        return get_config(config.model or "swin_t", **overrides)
+
+    def detector_config(self, config: TrainConfig) -> DetectorConfig:
+        """The detector the settings and the data's statistics describe."""
+        size, anchors = self.statistics["size"], self.statistics["anchors"]
         train_sizes = multi_scale(size) if config.recipe == "finetune" and config.augment else (size,)
         train, test = (max(100, round(n * (size / 800) ** 2)) for n in PROPOSALS_AT_800)
         return DetectorConfig(
-            backbone=get_config(config.model or "swin_t", **overrides),
+            backbone=self.backbone_config(config),
             num_classes=len(self.train_data.names) + 1,
             labels=self.train_data.names,
             category_ids=self.train_data.category_ids,
@@ -280,6 +313,10 @@ class DetectTask(Task):
         if config.freeze_backbone:
             model.backbone.body.requires_grad_(False)
         return model
+
+    def parameter_groups(self, model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, object]]:
+        """The layer-wise decay (``layer_decay`` < 1) over the Swin backbone's blocks; the heads at the base rate."""
+        return parameter_groups(model, weight_decay, layer_decay, "backbone.body.", model.config.backbone.depths)
 
     def preprocessing(self, config: TrainConfig, model: nn.Module) -> Preprocessing:
         """The detector normalises and resizes inside itself; this records its evaluation size and normalisation."""

@@ -38,6 +38,7 @@ from swinkit.segmenter import evaluate_masks, open_segmenter, predict_masks
 from swinkit.tasks.base import Command, CommandOptions, Report, Task
 from swinkit.train import seg_recipe
 from swinkit.train.config import DEFAULT_BUDGET, TrainConfig
+from swinkit.train.optim import parameter_groups
 from swinkit.train.recipe import Candidate, Choice
 from swinkit.train.seg_metrics import ConfusionMeter, SegmentationScores
 from swinkit.train.task import Evaluator, Loaders, Metric, RecipePlan, Scores, StepOutput, cores, loader_workers
@@ -236,6 +237,10 @@ class SegmentTask(Task):
                 parameter.requires_grad_(False)
         self.aux_weight = model.config.aux_weight
         return model
+
+    def parameter_groups(self, model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, object]]:
+        """The layer-wise decay (``layer_decay`` < 1) over the Swin backbone's blocks; the heads at the base rate."""
+        return parameter_groups(model, weight_decay, layer_decay, "backbone.", model.config.backbone.depths)
 
     def preprocessing(self, config: TrainConfig, model: nn.Module) -> Preprocessing:
         """The training crop as the input size, with the run's normalisation (the checkpoint's, else ImageNet's)."""

@@ -9,13 +9,12 @@ optional layer-wise learning-rate decay, and a linear warm-up followed by a cosi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from swinkit.model import SwinTransformer
 from swinkit.train.layer_decay import layer_id, lr_scale, num_layer_ids
 
 #: The warm-up starts at this fraction of the peak learning rate.
@@ -32,23 +31,33 @@ def no_weight_decay(name: str, parameter: nn.Parameter) -> bool:
     return parameter.ndim <= 1 or name.endswith(".bias") or any(word in name for word in NO_DECAY_KEYWORDS)
 
 
-def parameter_groups(model: SwinTransformer, weight_decay: float, layer_decay: float = 1.0) -> list[dict[str, object]]:
+def parameter_groups(
+    model: nn.Module,
+    weight_decay: float,
+    layer_decay: float = 1.0,
+    backbone: str = "",
+    depths: Sequence[int] | None = None,
+) -> list[dict[str, object]]:
     """AdamW parameter groups: decay / no decay, times a per-layer lr scale ``layer_decay^(N + 1 - id)``.
 
-    The layer ids are the official fine-tuning's (:func:`swinkit.train.layer_decay.layer_id`).
+    The layer ids are the official fine-tuning's (:func:`swinkit.train.layer_decay.layer_id`) of
+    the Swin whose parameters are named ``backbone`` + swinkit's names (``""``: a classifier;
+    ``"backbone."``: a segmenter's) with ``depths`` (default ``model.config.depths``); every
+    other parameter (a task's heads) sits with the final norm at the top, at the base rate.
 
     Frozen parameters (``requires_grad`` False) are left out. Each group carries
     ``lr_scale``, which :func:`build_optimizer` multiplies into the learning rate.
     """
     # Without layer decay every group has the same depth: any model's parameters are grouped.
-    depths = model.config.depths if layer_decay < 1.0 else ()
+    depths = (model.config.depths if depths is None else depths) if layer_decay < 1.0 else ()
     last = num_layer_ids(depths) - 1
     groups: dict[tuple[int, bool], dict[str, object]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         exempt = no_weight_decay(name, parameter)
-        depth = layer_id(name, depths) if layer_decay < 1.0 else last
+        inside = layer_decay < 1.0 and name.startswith(backbone)
+        depth = layer_id(name.removeprefix(backbone), depths) if inside else last
         key = (depth, exempt)
         if key not in groups:
             groups[key] = {
