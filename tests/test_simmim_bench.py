@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from swinkit.bench import measure, simmim
-from swinkit.bench.small_data import load_folder
+from swinkit.bench.small_sets import load_folder
 
 pytest.importorskip("transformers")
 

@@ -57,7 +57,7 @@ from torch import nn
 
 import swinkit
 from swinkit.bench import measure, tables
-from swinkit.bench.small_data import build_cluttered, load_folder
+from swinkit.bench.small_sets import cluttered_set, load_folder, write_folder
 from swinkit.checkpoints import save_simmim
 from swinkit.data import stratified_split
 from swinkit.model import SimMIM
@@ -90,6 +90,14 @@ FINETUNE_FLAGS = {
 }
 #: The speed test's configurations: the full run's (the official pre-training input and window) and --quick's.
 SPEED_MODELS = {"full": ("simmim_swin_t", 192, 8), "quick": ("simmim_swin_atto", 32, 32)}
+
+
+def build_cluttered(root: Path, train: int, val: int) -> Path:
+    """The small-data benchmark's cluttered digits as image folders ``root/train`` and ``root/val``."""
+    images = cluttered_set(train, val)
+    write_folder(root / "train", images.train_images, images.train_labels)
+    write_folder(root / "val", images.val_images, images.val_labels)
+    return root
 
 
 def labelled_subset(train: Path, out: Path, fraction: float, seed: int) -> int:
