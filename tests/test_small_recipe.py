@@ -37,6 +37,8 @@ def test_the_stem_is_chosen_for_small_inputs_from_scratch_and_a_given_one_is_kep
     stem, why = recipe.choose_stem(30, 3, None)
     assert stem == "patch" and "patch 3 is no power of 2" in why
     assert recipe.choose_stem(32, 2, "spt") == ("spt", "given")
+    stem, why = recipe.choose_stem(32, 2, None, "swin_t")
+    assert stem == "patch" and "swin_t" in why
 
 
 def test_cli_flags_for_the_stem_and_the_ema():

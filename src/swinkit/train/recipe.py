@@ -218,16 +218,19 @@ def choose_regularisation(images_per_class: float, parameters: int, side: int) -
                       "drop_path": 1.0}  # fmt: skip
 
 
-def choose_stem(side: int, patch: int, given: str | None) -> tuple[str, str]:
+def choose_stem(side: int, patch: int, given: str | None, named: str | None = None) -> tuple[str, str]:
     """The stem (:attr:`swinkit.SwinConfig.stem`) for training from scratch on ``side``-pixel inputs, and why.
 
     Up to :data:`CONV_STEM_UP_TO` pixels the overlapping convolutional stem: with few
     tokens a side and no pretrained weights, 3x3 convolutions give the first stage local
     features that one linear map of a patch does not (``patch`` must be a power of two).
-    Larger inputs keep the paper's patch embedding. A ``given`` stem is kept.
+    Larger inputs keep the paper's patch embedding. A ``given`` stem is kept, and a model
+    ``named`` by the user (``--model``) keeps its own (the paper's) unless a stem is given.
     """
     if given is not None:
         return given, "given"
+    if named is not None:
+        return "patch", f"{named}'s own patch embedding (--model names the model; --stem conv changes it)"
     if side > CONV_STEM_UP_TO:
         return "patch", f"the paper's patch embedding: inputs above {CONV_STEM_UP_TO} px have enough pixels a token"
     if patch & (patch - 1):
@@ -392,7 +395,7 @@ def from_data(config: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, l
     # Stem: the convolutional one for small inputs (every auto run trains from scratch).
     input_side = config.img_size if config.img_size is not None else geometry.img_size
     patch_now = int(overrides.get("patch_size") or geometry.patch)  # type: ignore[call-overload]
-    stem, why = choose_stem(input_side, patch_now, overrides.get("stem"))  # type: ignore[arg-type]
+    stem, why = choose_stem(input_side, patch_now, overrides.get("stem"), config.model)  # type: ignore[arg-type]
     overrides["stem"] = stem
     choices.append(Choice("stem", stem, why, "--stem patch|conv|spt"))
 
