@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from swinkit.bench import lora, models, serve, small_data
+from swinkit.bench import detection, lora, models, serve, small_data
 
 
 class Benchmark(NamedTuple):
@@ -25,6 +25,10 @@ BENCHMARKS = {
     "models": Benchmark("Swin-T speed and memory against timm, torchvision, transformers", models.main),
     "v2": Benchmark("the same for Swin V2-T at 256 (models --model swinv2_t)", models.main, ("--model", "swinv2_t")),
     "small-data": Benchmark("training from scratch on small images against timm in a plain loop", small_data.main),
+    "detection": Benchmark(
+        "swinkit train --task detect against torchvision's Mask R-CNN in a plain loop; step time, memory",
+        detection.main,
+    ),
     "serve": Benchmark("swinkit serve under load: requests/s and latency, batching on and off", serve.main),
     "lora": Benchmark("LoRA against a full fine-tune: parameters, accuracy, training memory", lora.main),
 }
