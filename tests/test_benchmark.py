@@ -232,12 +232,12 @@ def test_the_cluttered_digits_and_the_plain_loops_schedule():
 def test_bench_lists_its_benchmarks(capsys):
     assert cli_main(["bench"]) == 0
     listing = capsys.readouterr().out
-    assert all(f"  {name} " in listing for name in ("models", "v2", "small-data", "serve", "lora"))
+    assert all(f"  {name} " in listing for name in ("models", "v2", "small-data", "detection", "serve", "lora"))
     with pytest.raises(SystemExit) as exit:
         cli_main(["bench", "--help"])
     help_text = capsys.readouterr().out
     assert exit.value.code == 0 and help_text.startswith("usage: swinkit bench [-h] NAME ...")
-    assert all(f"    {name}" in help_text for name in BENCHMARKS) and len(BENCHMARKS) == 5
+    assert all(f"    {name}" in help_text for name in BENCHMARKS) and len(BENCHMARKS) == 6
     with pytest.raises(SystemExit) as exit:
         cli_main(["bench", "--quick"])
     assert exit.value.code == 2 and "unrecognized arguments: --quick" in capsys.readouterr().err
