@@ -1,7 +1,7 @@
 """Detection from scratch: ``swinkit train --task detect`` against torchvision's Mask R-CNN in a plain loop.
 
     swinkit bench detection               # the full run: 3 seeds x 2 systems, 100 s budgets, then the speed test
-    swinkit bench detection --quick       # a smoke run: 160/40 images, seed 0, 30 s budgets, 1 speed round
+    swinkit bench detection --quick       # a smoke run: 64/16 images, seed 0, 30 s budgets, 1 speed round
     swinkit bench detection --budget 150 --seeds 0 1
     swinkit bench detection --run-only    # only the documented runs (AP)
     swinkit bench detection --speed-only  # only step time and memory
@@ -579,8 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swinkit bench detection", description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=100.0, help="seconds per training run (default 100)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--images", type=int, nargs=2, default=[1500, 300], metavar=("TRAIN", "VAL"),
+                        help="images in the training and validation sets (default 1500 300)")  # fmt: skip
     parser.add_argument("--speed-rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 160/40 images, seed 0, 30 s, 1 speed round")
+    parser.add_argument("--speed-batch", type=int, help="batch of the speed test (default: the recipe's on a GPU, 4 on a CPU)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 64/16 images, seed 0, 30 s, 1 speed round")
     parser.add_argument("--speed-only", action="store_true", help="only step time and memory")
     parser.add_argument("--run-only", action="store_true", help="only the training runs (AP)")
     parser.add_argument("--output", type=Path, default=tables.RESULTS, help="where detection.json and .md go")
@@ -605,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.speed_only and args.run_only:
         raise SystemExit("--speed-only and --run-only leave nothing to run; give one of them at most")
-    counts = (160, 40) if args.quick else (1500, 300)
+    counts = (64, 16) if args.quick else tuple(args.images)
     if args.quick:
         args.budget, args.seeds, args.speed_rounds = 30.0, [0], 1
     import torchvision
@@ -632,6 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recipe, batch = results["compare"]["detector"], results["compare"]["train"]["batch_size"]
             else:
                 recipe, batch = recipe_detector(data)
+            batch = args.speed_batch or (batch if device().type == "cuda" else min(batch, 4))
             print("speed: interleaved rounds ...", flush=True)
             results["speed"] = speed(data, root, recipe, batch, args.speed_rounds)
     results["seconds"] = time.monotonic() - began
