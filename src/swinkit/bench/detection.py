@@ -37,8 +37,8 @@ epoch. The time reported is each process's wall-clock time from start to exit.
 Then step time and memory (``--speed-rounds``): swinkit's detector as the recipe configures
 it for this set (the documented run's, else the recipe's first choice before timing), Mask
 R-CNN on Swin-T (``maskrcnn_swin_t`` with torchvision's default heads, as the R50 model's) and
-torchvision's ``maskrcnn_resnet50_fpn``, at the same input and batch (the recipe's, real
-training images and targets), untrained: a training step (losses, backward, SGD step) and
+torchvision's ``maskrcnn_resnet50_fpn``, at the same input and batch (the recipe's on a GPU,
+4 on a CPU, ``--speed-batch``; real training images and targets), untrained: a training step (losses, backward, SGD step) and
 inference (up to 100 detections per image) interleaved in one process, medians of the
 rounds; the peak memory two training steps add, each model in a fresh process (resident set
 on a CPU, the CUDA allocator's peak on a GPU). On a GPU, when there is one, everything runs on it.
