@@ -109,7 +109,9 @@ def test_the_plain_loop_takes_a_step_that_changes_the_weights(shapes):
 
 
 def _runs(box, mask, seconds):
-    return [{"box_AP": b, "box_AP50": 2 * b, "mask_AP": m, "epochs": 2.0, "seconds": seconds} for b, m in zip(box, mask)]
+    return [
+        {"box_AP": b, "box_AP50": 2 * b, "mask_AP": m, "epochs": 2.0, "seconds": seconds} for b, m in zip(box, mask)
+    ]
 
 
 def test_the_tables_say_what_ran_and_whether_the_target_is_met():
@@ -122,7 +124,10 @@ def test_the_tables_say_what_ran_and_whether_the_target_is_met():
         "seeds": [0, 1],
         "data": {"train": 1500, "val": 300, "size": 128, "categories": ["circle", "square", "triangle"]},
         "compare": {
-            "runs": {"swinkit": _runs([0.3, 0.4], [0.2, 0.2], 101.0), "torchvision": _runs([0.1, 0.1], [0.3, 0.3], 99.0)},
+            "runs": {
+                "swinkit": _runs([0.3, 0.4], [0.2, 0.2], 101.0),
+                "torchvision": _runs([0.1, 0.1], [0.3, 0.3], 99.0),
+            },
             "detector": {"backbone": {"embed_dim": 48, "depths": [2, 2, 2], "patch_size": 2}, "min_size": 128,
                          "max_size": 214},
             "train": {"model": "swin_femto", "batch_size": 16},

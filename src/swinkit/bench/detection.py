@@ -38,9 +38,9 @@ Then step time and memory (``--speed-rounds``): swinkit's detector as the recipe
 it for this set (the documented run's, else the recipe's first choice before timing), Mask
 R-CNN on Swin-T (``maskrcnn_swin_t`` with torchvision's default heads, as the R50 model's) and
 torchvision's ``maskrcnn_resnet50_fpn``, at the same input and batch (the recipe's on a GPU,
-4 on a CPU, ``--speed-batch``; real training images and targets), untrained: a training step (losses, backward, SGD step) and
-inference (up to 100 detections per image) interleaved in one process, medians of the
-rounds; the peak memory two training steps add, each model in a fresh process (resident set
+4 on a CPU, ``--speed-batch``; real training images and targets), untrained: a training step
+(losses, backward, SGD step) and inference (up to 100 detections per image) interleaved in
+one process, medians of the rounds; the peak memory two training steps add, each model in a fresh process (resident set
 on a CPU, the CUDA allocator's peak on a GPU). On a GPU, when there is one, everything runs on it.
 
 Writes ``detection.json`` and ``detection.md`` to ``--output`` (``benchmarks/results``;
@@ -101,8 +101,10 @@ def texture(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float64) + rng.normal(0, 8, (size, size, 3))
 
 
-def shape_mask(category: int, side: int, centre: tuple[float, float], size: int, rng: np.random.Generator) -> np.ndarray:
-    """The ``(size, size)`` bool mask of one shape of ``CATEGORIES[category]`` about ``side`` px across at ``centre``."""
+def shape_mask(
+    category: int, side: int, centre: tuple[float, float], size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The ``(size, size)`` bool mask of a shape of ``CATEGORIES[category]``, ``side`` px across, at ``centre``."""
     canvas = Image.new("L", (size, size))
     draw = ImageDraw.Draw(canvas)
     cx, cy = centre
@@ -118,7 +120,7 @@ def shape_mask(category: int, side: int, centre: tuple[float, float], size: int,
 
 
 def shapes_scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """One ``(size, size, 3)`` uint8 image with 1 to 4 shapes whose boxes do not touch, and ``(category, mask)`` each."""
+    """A ``(size, size, 3)`` uint8 image of 1 to 4 shapes whose boxes do not touch, and ``(category, mask)`` each."""
     pixels = texture(size, rng)
     objects: list[tuple[int, np.ndarray]] = []
     taken = np.zeros((size, size), dtype=bool)
@@ -554,7 +556,8 @@ def to_markdown(results: dict) -> str:
         for system in SPEED_SYSTEMS:
             train, infer = seconds[f"train {system}"], seconds[f"infer {system}"]
             rows.append([
-                system, f"{measured['parameters'][system] / 1e6:.1f}", f"{1000 * train:.0f}", f"{train / train_ref:.2f}",
+                system, f"{measured['parameters'][system] / 1e6:.1f}", f"{1000 * train:.0f}",
+                f"{train / train_ref:.2f}",
                 f"{1000 * infer:.0f}", f"{infer / infer_ref:.2f}", f"{memory[system]:.0f}",
                 f"{memory[system] / memory[TORCHVISION]:.2f}",
             ])  # fmt: skip
@@ -582,7 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=int, nargs=2, default=[1500, 300], metavar=("TRAIN", "VAL"),
                         help="images in the training and validation sets (default 1500 300)")  # fmt: skip
     parser.add_argument("--speed-rounds", type=int, default=3)
-    parser.add_argument("--speed-batch", type=int, help="batch of the speed test (default: the recipe's on a GPU, 4 on a CPU)")
+    parser.add_argument(
+        "--speed-batch", type=int, help="batch of the speed test (default: the recipe's on a GPU, 4 on a CPU)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 64/16 images, seed 0, 30 s, 1 speed round")
     parser.add_argument("--speed-only", action="store_true", help="only step time and memory")
     parser.add_argument("--run-only", action="store_true", help="only the training runs (AP)")
