@@ -360,12 +360,12 @@ def test_the_small_data_options(tmp_path, capsys):
 def test_bench_lists_its_benchmarks(capsys):
     assert cli_main(["bench"]) == 0
     listing = capsys.readouterr().out
-    assert all(f"  {name} " in listing for name in ("models", "v2", "small-data", "serve", "lora", "simmim"))
+    assert all(f"  {name} " in listing for name in ("models", "v2", "small-data", "serve", "lora", "simmim", "detection"))
     with pytest.raises(SystemExit) as exit:
         cli_main(["bench", "--help"])
     help_text = capsys.readouterr().out
     assert exit.value.code == 0 and help_text.startswith("usage: swinkit bench [-h] NAME ...")
-    assert all(f"    {name}" in help_text for name in BENCHMARKS) and len(BENCHMARKS) == 7
+    assert all(f"    {name}" in help_text for name in BENCHMARKS) and len(BENCHMARKS) == 8
     with pytest.raises(SystemExit) as exit:
         cli_main(["bench", "--quick"])
     assert exit.value.code == 2 and "unrecognized arguments: --quick" in capsys.readouterr().err

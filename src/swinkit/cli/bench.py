@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from swinkit.bench import lora, models, segmentation, serve, simmim, small_data
+from swinkit.bench import detection, lora, models, segmentation, serve, simmim, small_data
 
 
 class Benchmark(NamedTuple):
@@ -29,6 +29,10 @@ BENCHMARKS = {
     ),
     "segmentation": Benchmark(
         "the segmenter against transformers' UperNet: speed, memory, mIoU in the same time", segmentation.main
+    ),
+    "detection": Benchmark(
+        "swinkit train --task detect against torchvision's Mask R-CNN in a plain loop; step time, memory",
+        detection.main,
     ),
     "serve": Benchmark("swinkit serve under load: requests/s and latency, batching on and off", serve.main),
     "lora": Benchmark("LoRA against a full fine-tune: parameters, accuracy, training memory", lora.main),
