@@ -10,7 +10,8 @@ and transformers), :mod:`~swinkit.bench.small_data` (training from scratch on sm
 against timm's Swin, ResNet-18 and ResNet-10-T in a plain loop and a logistic regression on the
 pixels), :mod:`~swinkit.bench.segmentation` (the segmenter against transformers' UperNet: speed,
 memory, and mIoU in the same training time; its data set built by :mod:`~swinkit.bench.scenes`),
-:mod:`~swinkit.bench.serve` (``swinkit serve`` under load), :mod:`~swinkit.bench.lora` (LoRA
-against a full fine-tune) and :mod:`~swinkit.bench.simmim` (SimMIM pre-training, then a tenth of
+:mod:`~swinkit.bench.detection` (``swinkit train --task detect`` against torchvision's Mask R-CNN: AP in the
+same time, step time and memory), :mod:`~swinkit.bench.serve` (``swinkit serve`` under load),
+:mod:`~swinkit.bench.lora` (LoRA against a full fine-tune) and :mod:`~swinkit.bench.simmim` (SimMIM pre-training, then a tenth of
 the labels, against training from scratch; its step against transformers').
 """
