@@ -12,6 +12,6 @@ pixels), :mod:`~swinkit.bench.segmentation` (the segmenter against transformers'
 memory, and mIoU in the same training time; its data set built by :mod:`~swinkit.bench.scenes`),
 :mod:`~swinkit.bench.detection` (``swinkit train --task detect`` against torchvision's Mask R-CNN: AP in the
 same time, step time and memory), :mod:`~swinkit.bench.serve` (``swinkit serve`` under load),
-:mod:`~swinkit.bench.lora` (LoRA against a full fine-tune) and :mod:`~swinkit.bench.simmim` (SimMIM pre-training, then a tenth of
-the labels, against training from scratch; its step against transformers').
+:mod:`~swinkit.bench.lora` (LoRA against a full fine-tune) and :mod:`~swinkit.bench.simmim` (SimMIM
+pre-training, then a tenth of the labels, against training from scratch; its step against transformers').
 """
