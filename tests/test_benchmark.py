@@ -13,7 +13,19 @@ from PIL import Image
 from torch import nn
 
 import swinkit
-from swinkit.bench import lora, measure, models, plain_loop, serve, small_data, small_sets, tables
+from swinkit.bench import (
+    detection,
+    lora,
+    measure,
+    models,
+    plain_loop,
+    segmentation,
+    serve,
+    simmim,
+    small_data,
+    small_sets,
+    tables,
+)
 from swinkit.bench.models import Row, parse_args, precision_models, speedups, to_markdown
 from swinkit.cli import main as cli_main
 from swinkit.cli.bench import BENCHMARKS
@@ -121,6 +133,9 @@ def test_defaults_follow_the_device_the_model_and_quick():
         ("small_data", small_data.to_markdown),
         ("serve", serve.to_markdown),
         ("lora", lora.to_markdown),
+        ("segmentation", segmentation.to_markdown),
+        ("simmim", simmim.to_markdown),
+        ("detection", detection.to_markdown),
     ],
 )
 def test_the_committed_tables_are_what_the_writers_make_of_the_committed_figures(stem, writer):
