@@ -458,19 +458,7 @@ def training_peak(data: Path, recipe_file: Path, system: str, batch: int) -> dic
     torch.manual_seed(0)
     model = speed_models(recipe)[system]().to(here)
     train, _ = detector_steps(model, images, targets)
-    if here.type == "cuda":
-        torch.cuda.synchronize(here)
-        torch.cuda.reset_peak_memory_stats(here)
-        before = torch.cuda.memory_allocated(here) / 2**20
-    else:
-        before = measure.resident_mb()
-    train()
-    train()
-    if here.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(here) / 2**20 - before
-    else:
-        peak = measure.peak_resident_mb() - before
-    return {"peak_mb": peak}
+    return {"peak_mb": measure.peak_added(train, here)}
 
 
 def speed(data: Path, scratch: Path, recipe: dict, batch: int, rounds: int) -> dict:

@@ -155,21 +155,24 @@ def training_memory(model: nn.Module, batch: torch.Tensor, classes: int = 1000) 
     temporaries): the CUDA allocator's on a GPU, the resident set's on a CPU, where only a
     fresh process gives a true figure; ``activations``: what a forward pass saves for backward.
     """
-    device = batch.device
     step = training_step(model, batch, None, classes)
+    return {"peak_rss": peak_added(step, batch.device), "activations": saved_activations(model, batch)}
+
+
+def peak_added(step: Callable[[], object], device: torch.device, calls: int = 2) -> float:
+    """MB that ``calls`` calls of ``step`` add at their peak: the CUDA allocator's on a GPU, the
+    resident set's on a CPU (true only in a fresh process, where nothing larger came before)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
     else:
         before = resident_mb()
-    step()
-    step()
+    for _ in range(calls):
+        step()
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 - before
-    else:
-        peak = peak_resident_mb() - before
-    return {"peak_rss": peak, "activations": saved_activations(model, batch)}
+        return torch.cuda.max_memory_allocated(device) / 2**20 - before
+    return peak_resident_mb() - before
 
 
 def machine() -> dict[str, object]:

@@ -206,17 +206,7 @@ def memory_worker(system: str, mode: str, folder: Path, size: int, batch: int, d
     gc.collect()
     pixels, labels = speed_batch(batch, size, device)
     step = step_function(model, mode, pixels, labels)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device) / 2**20
-    else:
-        before = measure.resident_mb()
-    step()
-    step()
-    if device.type == "cuda":
-        return {"peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 - before}
-    return {"peak_mb": measure.peak_resident_mb() - before}
+    return {"peak_mb": measure.peak_added(step, device)}
 
 
 def speed(args: argparse.Namespace, scratch: Path) -> dict:
