@@ -55,7 +55,6 @@ import csv
 import json
 import math
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -348,15 +347,10 @@ def _scores(scores: dict[str, float]) -> dict[str, float]:
 
 def run_swinkit(data: Path, output: Path, name: str, budget: float, seed: int) -> dict:
     """``swinkit train --task detect`` in a fresh process, every setting chosen from the data; its last epoch's AP."""
-    command = measure.swinkit_command(
+    seconds = measure.run_swinkit(
         "train", "--task", "detect", "--data", str(data / "train"), "--val", str(data / "val"),
         "--time", f"{budget:g}s", "--seed", str(seed), "--output", str(output), "--name", name,
     )  # fmt: skip
-    began = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, env=measure.child_env())
-    seconds = time.monotonic() - began
-    if result.returncode:
-        raise SystemExit(f"swinkit train failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     with open(output / name / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     chosen = json.loads((output / name / "config.json").read_text())

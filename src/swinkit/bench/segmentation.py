@@ -54,7 +54,6 @@ import gc
 import json
 import math
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -391,15 +390,10 @@ def run_baseline(train_root: Path, val_root: Path, run: Path, budget: float, see
 def run_swinkit(train_root: Path, val_root: Path, output: Path, name: str, budget: float, seed: int) -> dict:
     """``swinkit train --task segment`` in a fresh process, everything chosen from the data; its final model
     scored by :func:`evaluate`, beside the run's own last-epoch mIoU."""
-    command = measure.swinkit_command(
+    seconds = measure.run_swinkit(
         "train", "--task", "segment", "--data", str(train_root), "--val", str(val_root), "--time", f"{budget:g}s",
         "--seed", str(seed), "--output", str(output), "--name", name,
     )  # fmt: skip
-    began = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, env=measure.child_env())
-    seconds = time.monotonic() - began
-    if result.returncode:
-        raise SystemExit(f"swinkit train failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     run = output / name
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
