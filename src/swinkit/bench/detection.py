@@ -347,14 +347,14 @@ def _scores(scores: dict[str, float]) -> dict[str, float]:
 
 def run_swinkit(data: Path, output: Path, name: str, budget: float, seed: int) -> dict:
     """``swinkit train --task detect`` in a fresh process, every setting chosen from the data; its last epoch's AP."""
-    seconds = measure.run_swinkit(
+    seconds, printed = measure.run_swinkit(
         "train", "--task", "detect", "--data", str(data / "train"), "--val", str(data / "val"),
         "--time", f"{budget:g}s", "--seed", str(seed), "--output", str(output), "--name", name,
     )  # fmt: skip
     with open(output / name / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     chosen = json.loads((output / name / "config.json").read_text())
-    plan = [line for line in result.stdout.splitlines() if line.startswith(("  ", "time:", "data:"))]
+    plan = [line for line in printed.splitlines() if line.startswith(("  ", "time:", "data:"))]
     last = {key: float(rows[-1][f"val_{key}"]) for key in ("box_AP", "box_AP50", "mask_AP")}
     return {
         **last,

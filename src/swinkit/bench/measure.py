@@ -210,15 +210,15 @@ def swinkit_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "swinkit", *arguments]
 
 
-def run_swinkit(*arguments: str) -> float:
-    """Run ``swinkit ARGUMENTS`` in a fresh process and return its wall time in seconds; a failure
-    stops the benchmark with the end of the child's output."""
+def run_swinkit(*arguments: str) -> tuple[float, str]:
+    """Run ``swinkit ARGUMENTS`` in a fresh process; its wall time in seconds and what it printed. A
+    failure stops the benchmark with the end of the child's output."""
     began = time.monotonic()
     result = subprocess.run(swinkit_command(*arguments), capture_output=True, text=True, env=child_env())
     seconds = time.monotonic() - began
     if result.returncode:
         raise SystemExit(f"swinkit {arguments[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return seconds
+    return seconds, result.stdout
 
 
 def worker_result(arguments: Sequence[str]) -> dict:

@@ -390,7 +390,7 @@ def run_baseline(train_root: Path, val_root: Path, run: Path, budget: float, see
 def run_swinkit(train_root: Path, val_root: Path, output: Path, name: str, budget: float, seed: int) -> dict:
     """``swinkit train --task segment`` in a fresh process, everything chosen from the data; its final model
     scored by :func:`evaluate`, beside the run's own last-epoch mIoU."""
-    seconds = measure.run_swinkit(
+    seconds, _ = measure.run_swinkit(
         "train", "--task", "segment", "--data", str(train_root), "--val", str(val_root), "--time", f"{budget:g}s",
         "--seed", str(seed), "--output", str(output), "--name", name,
     )  # fmt: skip
