@@ -105,8 +105,10 @@ def test_int8_keeps_validation_top1_within_one_point_of_fp32(digits):
         evaluation = evaluate_data(classifier, str(val), batch_size=64, workers=0)
         assert evaluation.count == 179
         accuracy[precision] = evaluation.top1
-    # The validation folder holds the run's own validation images: fp32 reproduces the run's figure.
-    assert accuracy["fp32"] == pytest.approx(result.final.top1) and accuracy["fp32"] > 90
+    # The validation folder holds the run's own validation images: fp32 reproduces the run's figure, to one
+    # image: the run evaluates them as one in-memory tensor, this as decoded files normalised per image, whose
+    # float rounding can tip a near-tie.
+    assert abs(accuracy["fp32"] - result.final.top1) <= 100 / 179 + 1e-9 and accuracy["fp32"] > 90
     assert abs(accuracy["int8"] - accuracy["fp32"]) <= 1.0, accuracy
     assert abs(accuracy["bf16"] - accuracy["fp32"]) <= 1.0, accuracy
 

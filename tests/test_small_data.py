@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
+import re
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
 from PIL import Image
 
 from swinkit.cli import main
@@ -23,6 +26,7 @@ from swinkit.data.tensors import BatchAugment, TensorBatches, fits_as_tensor, re
 from swinkit import tasks
 from swinkit.train import loop, recipe
 from swinkit.train.config import TrainConfig
+from swinkit.train.distributed import RepeatedSampler
 from swinkit.train.timing import (
     ProgressLog,
     epoch_seconds,
@@ -73,7 +77,7 @@ def shapes_folder(root: Path, per_class: int = 12, size: int = 20, seed: int = 0
 @pytest.mark.parametrize(
     ("side", "expected", "maps"),
     [
-        (8, (8, 1, 4, 2), (8, 4)),  # the built-in digits: one token per pixel, two stages
+        (8, (8, 1, 4, 3), (8, 4, 2)),  # the built-in digits: one token per pixel; stage 3's window shrinks to 2x2
         (28, (32, 2, 4, 3), (16, 8, 4)),  # MNIST-sized: rounded up to 32
         (32, (32, 2, 4, 3), (16, 8, 4)),
         (36, (32, 2, 4, 3), (16, 8, 4)),
@@ -127,6 +131,31 @@ def test_ladder_batch_lr_warmup_and_regularisation_follow_the_data():
     assert recipe.rung_overrides("swin_atto", 4) == {"depths": (2, 2, 2, 2), "num_heads": (2, 4, 8, 16)}
 
 
+def test_a_short_run_keeps_the_regularisation_light_whatever_the_data():
+    atto = 566_790
+    # 5,000 images a class allow the paper's level, but only for a run of 100 epochs or more.
+    assert [recipe.regularisation_level(5000, atto, epochs) for epochs in (None, 300, 100, 99, 30, 29, 1)] == [
+        "strong", "strong", "strong", "medium", "medium", "light", "light",
+    ]  # fmt: skip
+    # Few images a class stay light however long the run.
+    assert recipe.regularisation_level(60, atto, 300) == "light"
+    level, settings = recipe.choose_regularisation(600, atto, 32, epochs=5)
+    assert level == "light" and settings["auto_augment"] == "none" and settings["mixup"] == 0.0
+    assert settings["label_smoothing"] == 0.0 and settings["pad"] == 2
+    config = dataclasses.replace(TrainConfig(data="d").resolved(), model="swin_atto", img_size=32, crop="pad")
+    config, choices = recipe.regularisation_choices(config, 600, epochs=5)
+    lines = {choice.setting: str(choice) for choice in choices}
+    assert config.auto_augment == "none" and config.mixup == 0.0 and config.drop_path == 0.0
+    assert "medium for the data, but 5 passes over it are too few (light below 30, the paper's from 100)" in (
+        lines["augment"]
+    )
+    assert "none: a short run should fit" in lines["regularise"]
+    longer, _ = recipe.regularisation_choices(
+        dataclasses.replace(TrainConfig(data="d").resolved(), model="swin_atto", img_size=32, crop="pad"), 600, 40
+    )
+    assert longer.auto_augment == "rand-m5-n2" and longer.mixup == 0.2
+
+
 def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     grey_digits = profile(1617, 8, channels=1, mirror=MirrorTest(accuracy=0.89, mirrored=0.35, chance=0.1, tested=809))
     config, choices, candidates = recipe.from_data(TrainConfig(data="d").resolved(), grey_digits)
@@ -136,7 +165,7 @@ def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     assert config.img_size == 8 and config.batch_size == 32 and config.lr == 2e-3
     overrides = config.model_overrides
     assert (overrides["patch_size"], overrides["window_size"], overrides["in_chans"]) == (1, 4, 1)
-    assert overrides["depths"] == (2, 2) and overrides["num_heads"] == (3, 6)  # two stages for an 8x8 map
+    assert overrides["depths"] == (2, 2, 2) and overrides["num_heads"] == (3, 6, 12)  # three stages: 8, 4, 2 tokens
     assert config.crop == "pad" and config.pad is None and config.hflip == 0.0  # how far: after the timing
     assert config.mean == (0.5,) and config.std == (0.25,)
     lines = {choice.setting: str(choice) for choice in choices}
@@ -144,7 +173,7 @@ def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
                           "learning rate", "flip"}  # fmt: skip
     assert overrides["stem"] == "conv" and "small inputs (8 px, at most 64) trained from scratch" in lines["stem"]
     assert "89% on the images, 35% mirrored" in lines["flip"] and lines["flip"].endswith("[--hflip]")
-    assert "token maps 8x8, 4x4 over 2 stages" in lines["patch, window"]
+    assert "token maps 8x8, 4x4, 2x2 over 3 stages" in lines["patch, window"]
     for choice in choices:
         assert choice.reason and choice.flag.startswith("--")
     # 60 images a class for femto at 8x8 with two stages (0.32 M parameters): light, whatever the number of passes.
@@ -156,7 +185,7 @@ def test_recipe_from_grey_digit_sized_data_prints_a_reason_for_every_choice():
     assert [c.setting for c in more] == ["epochs", "warm-up", "crop", "augment", "regularise"]
     assert str(more[2]).startswith("  crop          pad 1 + crop ") and "(light)" in str(more[2])
     assert str(more[3]).startswith("  augment       light ")
-    assert "fitting 60 images a class for 0.32 M parameters (light below 85, the paper's from 855" in str(more[3])
+    assert "fitting 60 images a class for 1.29 M parameters (light below 170, the paper's from 1,705" in str(more[3])
     # Without images a class (masked-image pre-training): the epochs and warm-up only.
     assert [c.setting for c in recipe.after_timing(config, 30, 51, "given")[1]] == ["epochs", "warm-up"]
 
@@ -178,9 +207,10 @@ def test_step_down_goes_to_smaller_rungs_then_coarser_patches_by_cost():
     assert [c.describe() for c in candidates] == [
         "swin_femto (patch 2)", "swin_atto (patch 2)", "swin_femto (patch 4)", "swin_atto (patch 4)",
     ]  # fmt: skip
-    assert [round(1000 * c.gflops, 1) for c in candidates] == [46.4, 21.0, 7.7, 3.5]
+    assert [round(1000 * c.gflops, 1) for c in candidates] == [46.4, 21.0, 11.6, 5.2]
     coarse = candidates[2].overrides
-    assert coarse == {"patch_size": 4, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6)}  # 8x8, 4x4 tokens
+    # 8x8, 4x4 and 2x2 tokens: the coarser patch keeps three stages.
+    assert coarse == {"patch_size": 4, "window_size": 4, "depths": (2, 2, 2), "num_heads": (3, 6, 12)}
 
 
 def test_given_settings_stay_and_are_reported_as_given():
@@ -247,6 +277,9 @@ def test_epochs_fit_the_budget_and_shrink_when_epochs_are_slower():
     assert refit(600, elapsed=60, done=10, planned=51, per_epoch=5.0, final_seconds=2, most=80) == 80
     assert refit(600, elapsed=300, done=30, planned=51, per_epoch=5.0, final_seconds=2, most=300) == 51  # too late
     assert refit(600, elapsed=60, done=10, planned=51, per_epoch=5.0, final_seconds=2) == 51  # no most: never longer
+    # A short run (3 epochs planned) may still be lengthened after its first epoch, not after its second.
+    assert refit(20, elapsed=8, done=1, planned=3, per_epoch=1.5, final_seconds=2, most=300) == 1 + 6
+    assert refit(20, elapsed=9.5, done=2, planned=3, per_epoch=1.5, final_seconds=2, most=300) == 3
 
 
 def test_time_calls_takes_the_median_after_warmup():
@@ -442,7 +475,8 @@ def timed_run(tmp_path, monkeypatch):
     rungs = {"swin_atto": 0, "swin_femto": 10, "swin_pico": 10**6, "swin_nano": 10**7}
     monkeypatch.setattr(recipe, "RUNG_FROM_IMAGES", rungs)
     root = shapes_folder(tmp_path / "shapes")
-    return clock, TrainConfig(data=str(root), output=str(tmp_path / "runs"), time_budget=40.0)
+    # One pass an epoch, as these step times are per epoch of 3 steps (the recipe would repeat 33 images).
+    return clock, TrainConfig(data=str(root), output=str(tmp_path / "runs"), time_budget=40.0, epoch_repeats=1)
 
 
 def test_time_budget_fits_epochs_and_steps_the_ladder_down(timed_run, capsys):
@@ -451,12 +485,67 @@ def test_time_budget_fits_epochs_and_steps_the_ladder_down(timed_run, capsys):
     result = tasks.train(dataclasses.replace(config, name="fitted", epochs=None))
     out = capsys.readouterr().out
     assert "  model         swin_atto (patch 2)" in out
-    assert "only 13 epochs of swin_femto (patch 2) fit in the time, fewer than 30" in out
+    assert "only 13 epochs of swin_femto (patch 2) fit in the time, fewer than 30 passes over the data" in out
     assert "  epochs        22                       as many as fit in 40s (--time), at most 300" in out
     assert "time: about 40s in all, 22 epochs of ~1.8s (3 steps of 600 ms" in out
     saved = json.loads((result.run_dir / "config.json").read_text())["train"]
     assert saved["model"] == "swin_atto" and saved["epochs"] == result.epochs == len(result.metrics) == 22
     assert saved["warmup_epochs"] == 4.4  # 100 steps would be 33 epochs: a fifth of the run
+
+
+def test_a_model_too_slow_even_at_its_flops_share_is_not_timed(timed_run, monkeypatch, capsys):
+    clock, config = timed_run
+    timed = []
+
+    def time_steps(self):
+        timed.append(f"{self.config.model} (patch {self.config.model_overrides['patch_size']})")
+        return (30.0 if len(timed) == 1 else 0.01), 0.0  # the rung: one 90 s epoch in a 40 s budget
+
+    monkeypatch.setattr(loop._Trainer, "_time_steps", time_steps)
+    result = tasks.train(dataclasses.replace(config, name="skipping", epochs=None))
+    out = capsys.readouterr().out
+    # Every smaller model would fit fewer than 30 epochs even if its step took only its share of
+    # the rung's FLOPs, but the last, the cheapest, which is timed whatever the bound.
+    candidates = [line.split("  ")[0] for line in out.splitlines() if "a step down" in line]
+    assert timed[0] == "swin_femto (patch 2)" and len(timed) == 2 and len(candidates) == 1
+    assert "swin_atto (patch 2)" in out.split("not timed: fewer would fit even at their FLOPs' share")[0]
+    assert result.epochs > 30
+
+
+def test_a_small_set_is_passed_over_several_times_an_epoch():
+    assert recipe.choose_epoch_repeats(200, 1000)[0] == 5  # as many images an epoch as the validation set
+    assert recipe.choose_epoch_repeats(200, 179)[0] == 4  # and at least 800
+    assert recipe.choose_epoch_repeats(600, 1000)[0] == 1 and recipe.choose_epoch_repeats(3000, 1000)[0] == 1
+    assert recipe.choose_epoch_repeats(5, 10_000)[0] == recipe.MAX_REPEATS
+    assert "5 passes over the 200 training images an epoch" in recipe.choose_epoch_repeats(200, 1000)[1]
+    for world in (1, 2, 3):
+        for rank in range(world):
+            ours = RepeatedSampler(10, world, rank, seed=3)
+            theirs = DistributedSampler(range(10), num_replicas=world, rank=rank, shuffle=True, seed=3)
+            ours.set_epoch(2)
+            theirs.set_epoch(2)
+            assert list(ours) == list(theirs) and len(ours) == len(theirs)  # one pass: torch's order
+    sampler = RepeatedSampler(10, 1, 0, seed=3, repeats=3)
+    sampler.set_epoch(1)
+    order = list(sampler)
+    assert len(sampler) == 30 and all(sorted(order[start : start + 10]) == list(range(10)) for start in (0, 10, 20))
+    assert order[:10] != order[10:20]  # each pass in a new order
+    halves = [list(RepeatedSampler(10, 2, rank, seed=3, repeats=3)) for rank in (0, 1)]
+    assert sorted(halves[0] + halves[1]) == sorted(list(range(10)) * 3)
+
+
+def test_a_fitted_run_on_few_images_repeats_them_and_given_epochs_do_not(timed_run, capsys):
+    clock, config = timed_run
+    result = tasks.train(dataclasses.replace(config, name="repeated", epochs=None, epoch_repeats=None))
+    out = capsys.readouterr().out
+    saved = json.loads((result.run_dir / "config.json").read_text())["train"]
+    repeats = saved["epoch_repeats"]
+    train = int(re.search(r"data: (\d+) training", out).group(1))
+    assert repeats == 800 // train > 1 and f"  epoch         {repeats} passes" in out
+    assert result.metrics[0]["step"] == math.ceil(repeats * train / saved["batch_size"])
+    given = tasks.train(dataclasses.replace(config, name="given", epochs=2, epoch_repeats=None))
+    assert json.loads((given.run_dir / "config.json").read_text())["train"]["epoch_repeats"] is None
+    assert given.metrics[0]["step"] == math.ceil(train / saved["batch_size"])
 
 
 def test_a_run_slower_than_timed_is_shortened_to_keep_to_its_budget(timed_run, monkeypatch, capsys):

@@ -135,6 +135,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, help="epochs (default: the recipe's, or as many as fit in --time)")
+    optim.add_argument(
+        "--epoch-repeats",
+        type=int,
+        help="passes over the training images in one epoch (default 1; the data-chosen recipe repeats a small "
+        "set so that evaluating and saving each epoch stay a small share of it)",
+    )
     optim.add_argument("--batch-size", type=int, help="images per step per process")
     optim.add_argument("--accum-steps", type=int, help="gradient accumulation steps")
     optim.add_argument("--lr", type=float, help="peak learning rate (at --lr-base-batch, scaled linearly)")

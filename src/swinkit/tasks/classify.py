@@ -114,6 +114,7 @@ class ClassifyTask(Task):
     train_columns: ClassVar[tuple[str, ...]] = ("top1",)
     curves: ClassVar[Mapping[str, str]] = MappingProxyType({"val_top1": "top-1", "val_top5": "top-5"})
     curves_title: ClassVar[str] = "validation accuracy (%)"
+    repeats_small_sets: ClassVar[bool] = True
 
     def resolve(self, config: TrainConfig) -> TrainConfig:
         """The recipe's settings; fine-tuning from a SimMIM checkpoint without ``layer_decay`` (and without LoRA)

@@ -160,6 +160,7 @@ class TrainConfig:
     output: str = "runs"
     name: str | None = None
     epochs: int | None = None
+    epoch_repeats: int | None = None
     batch_size: int | None = None
     accum_steps: int | None = None
     lr: float | None = None
@@ -276,6 +277,8 @@ class TrainConfig:
             raise ValueError(f"layer_decay must be in (0, 1] (1 disables it), got {self.layer_decay}")
         if self.ema is not None and self.ema not in EMA_MODES:
             raise ValueError(f"ema {self.ema!r} is not one of {', '.join(EMA_MODES)}")
+        if self.epoch_repeats is not None and (not isinstance(self.epoch_repeats, int) or self.epoch_repeats < 1):
+            raise ValueError(f"epoch_repeats must be a whole number of passes, 1 or more, got {self.epoch_repeats!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.workers is not None and self.workers < 0:

@@ -8,11 +8,14 @@ writes files and prints.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DistributedSampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,3 +81,30 @@ def teardown(context: Distributed) -> None:
     """Leave the process group, if this process joined one."""
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class RepeatedSampler(DistributedSampler):
+    """torch's ``DistributedSampler`` over ``count`` indices, shuffled, with ``repeats`` passes an epoch.
+
+    Each pass is a new permutation drawn from the epoch's generator (``seed + epoch``, as
+    ``DistributedSampler`` seeds it), so every index comes once a pass; with ``repeats`` 1 the
+    order is exactly ``DistributedSampler``'s. The passes are padded to a multiple of the
+    processes, and each process takes every ``num_replicas``-th index from its rank.
+    ``repeats`` may be set after construction, before iterating.
+    """
+
+    def __init__(self, count: int, num_replicas: int, rank: int, seed: int, repeats: int = 1) -> None:
+        super().__init__(range(count), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.count = count
+        self.repeats = repeats
+
+    def __len__(self) -> int:
+        return math.ceil(self.count * self.repeats / self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        indices = [i for _ in range(self.repeats) for i in torch.randperm(self.count, generator=generator).tolist()]
+        total = len(self) * self.num_replicas
+        indices += indices[: total - len(indices)]
+        return iter(indices[self.rank : total : self.num_replicas])

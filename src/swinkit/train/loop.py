@@ -24,14 +24,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 import swinkit
 from swinkit.data.memory import default_memory_limit
 from swinkit.train import plots, recipe
 from swinkit.train.config import TrainConfig
-from swinkit.train.distributed import Distributed, setup, teardown
+from swinkit.train.distributed import Distributed, RepeatedSampler, setup, teardown
 from swinkit.train.lora import LoraAdapters
 from swinkit.train.optim import build_optimizer, build_scheduler, set_total_steps
 from swinkit.train.rng import rng_state, seed_all, set_rng_state
@@ -181,12 +180,18 @@ class _Trainer:
             self.config, self.choices, self.candidates = plan.config, plan.choices, plan.candidates
             self.config.validate()
         self._build_model()
-        self.sampler = DistributedSampler(
-            range(train_count), num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed
-        )
+        self.sampler = RepeatedSampler(train_count, context.world_size, context.rank, config.seed)
         self.loader_generator = torch.Generator()
         self.loaders = task.build_loaders(self.config, self.preprocessing, self.sampler, self.loader_generator)
         self.config = dataclasses.replace(self.config, workers=self.loaders.workers)
+        # Only when the epochs are fitted to the time: epochs a user gives stay passes over the data.
+        repeat = self.config.epoch_repeats is None and task.repeats_small_sets and "epochs" not in self.given
+        if self.fresh and self.config.recipe == "auto" and repeat:
+            repeats, why = recipe.choose_epoch_repeats(train_count, self.loaders.val_count)
+            self.config = dataclasses.replace(self.config, epoch_repeats=repeats)
+            self.choices.append(recipe.Choice("epoch", f"{repeats} pass{'es' if repeats > 1 else ''}", why,
+                                              "--epoch-repeats"))  # fmt: skip
+        self.sampler.repeats = self.config.epoch_repeats or 1
         self.train_loader, self.val_loader = self.loaders.train, self.loaders.val
         self.steps_per_epoch = math.ceil(len(self.train_loader) / self.config.accum_steps)
         self.fit_budget = 0.0
@@ -347,10 +352,21 @@ class _Trainer:
         if self.fit_budget:
             most = self.most_epochs = recipe.MAX_EPOCHS if auto else config.epochs
             epochs = fit_epochs(budget, _now() - self.start, per_epoch, FINAL_SECONDS, most)
-            for previous, candidate in zip(self.candidates, self.candidates[1:]):
-                if epochs >= recipe.MIN_EPOCHS:
+            timed = self.candidates[0] if self.candidates else None
+            skipped: list[str] = []
+            repeats = self.sampler.repeats  # the minimum counts passes over the data
+            unit = "" if repeats == 1 else f" of {repeats} passes"
+            for index, candidate in enumerate(self.candidates[1:], start=1):
+                if epochs * repeats >= recipe.MIN_EPOCHS:
                     break
-                fitted = epochs
+                # Epochs if the candidate's epoch took its share of FLOPs of the timed one's: more than it will
+                # fit (a compact model's step is not that much faster), so one below the minimum is not timed.
+                share = candidate.gflops / timed.gflops  # type: ignore[union-attr]
+                bound = fit_epochs(budget, _now() - self.start, per_epoch * share, FINAL_SECONDS, most)
+                if index < len(self.candidates) - 1 and bound * repeats < recipe.MIN_EPOCHS:
+                    skipped.append(candidate.describe())
+                    continue
+                fitted, previous, timed = epochs, timed, candidate
                 self._switch_model(candidate)
                 config = self.config
                 log.set_activity(f"timing a few training steps of {candidate.describe()}")
@@ -362,12 +378,18 @@ class _Trainer:
                             "model",
                             candidate.describe(),
                             f"a step down ({candidate.gflops * 1000:.0f} MFLOPs): only {fitted} "
-                            f"epoch{'s' if fitted != 1 else ''} of {previous.describe()} fit in the time, fewer "
-                            f"than {recipe.MIN_EPOCHS}",
+                            f"epoch{'s' if fitted != 1 else ''}{unit} of {previous.describe()} fit in the time, "
+                            f"fewer than {recipe.MIN_EPOCHS} passes over the data"
+                            + (
+                                f" ({', '.join(skipped)} not timed: fewer would fit even at their FLOPs' share)"
+                                if skipped
+                                else ""
+                            ),
                             "--model, --set patch_size=P",
                         )
                     )
                 )
+                skipped = []
             source = "--time" if "time_budget" in self.given else "the default budget"
             reason = f"as many as fit in {format_duration(budget)} ({source}), at most {most}"
             if not auto and epochs < config.epochs and "warmup_epochs" not in self.given:

@@ -191,6 +191,9 @@ class TrainingTask(abc.ABC):
     #: the loss, see :meth:`curve_columns`), and that panel's title.
     curves: ClassVar[Mapping[str, str]] = MappingProxyType({})
     curves_title: ClassVar[str] = "validation"
+    #: Whether the data-chosen recipe passes over a small training set several times an epoch
+    #: (:func:`swinkit.train.recipe.choose_epoch_repeats`); ``--epoch-repeats`` sets it for any task.
+    repeats_small_sets: ClassVar[bool] = False
 
     _runtime: Runtime | None = None
 

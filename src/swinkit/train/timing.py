@@ -119,7 +119,7 @@ def refit(
 
     A run projected to end past ``budget`` (its epochs and the ``final_seconds`` after
     them) gets as many epochs as still fit, at least ``done`` (it then stops after this
-    epoch): a budget is a limit, not a target. Within the
+    epoch): a budget is a limit, not a target. After its first epoch, or within the
     first :data:`LENGTHEN_WITHIN` of its epochs, a run projected to end more than twice
     that tolerance early gets as many as fit, up to ``most``: the learning-rate schedule has
     barely moved yet. Otherwise the plan stands.
@@ -130,7 +130,7 @@ def refit(
     fits = done + math.floor((budget - elapsed - final_seconds) / per_epoch)
     if projected > budget:
         return max(done, min(planned, fits))
-    early = done <= LENGTHEN_WITHIN * planned
+    early = done <= max(1, LENGTHEN_WITHIN * planned)  # the first epoch always counts as early
     if most is not None and early and projected < budget * (1 - 2 * OVERRUN_TOLERANCE):
         return max(planned, min(most, fits))
     return planned
