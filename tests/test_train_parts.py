@@ -103,30 +103,6 @@ def test_frozen_parameters_are_left_out():
         build_optimizer(model, 1e-3, 0.05)
 
 
-def test_the_optimizer_is_pytorchs_fused_adamw_and_updates_as_the_plain_one():
-    torch.manual_seed(0)
-    model = swinkit.create_model("swin_t", **TINY, drop_path_rate=0.0)  # no random depth: the two see one network
-    plain = swinkit.create_model("swin_t", **TINY, drop_path_rate=0.0)
-    plain.load_state_dict(model.state_dict())
-    initial = {name: value.clone() for name, value in model.state_dict().items()}
-    fused = build_optimizer(model, lr=1e-2, weight_decay=0.05)
-    assert fused.defaults["fused"] is True
-    reference = torch.optim.AdamW(
-        [{k: v for k, v in group.items() if k != "params"} | {"params": list(plain_group["params"])}
-         for group, plain_group in zip(fused.param_groups, parameter_groups(plain, 0.05, 1.0))],
-        lr=1e-2, betas=(0.9, 0.999), foreach=False,
-    )  # fmt: skip
-    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
-    for _ in range(3):
-        for net, optimizer in ((model, fused), (plain, reference)):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(images), labels).backward()
-            optimizer.step()
-    moved = max((a - b).abs().max().item() for a, b in zip(model.state_dict().values(), plain.state_dict().values()))
-    assert moved < 1e-5
-    assert max((a - b).abs().max().item() for a, b in zip(model.state_dict().values(), initial.values())) > 1e-3
-
-
 def test_warmup_then_cosine_per_step():
     parameter = torch.nn.Parameter(torch.zeros(2, 2))
     optimizer = torch.optim.AdamW([parameter], lr=1.0)

@@ -68,10 +68,6 @@ def parameter_groups(
         groups[key]["params"].append(parameter)  # type: ignore[union-attr]
     return list(groups.values())
 
-#: Devices whose parameters PyTorch's fused AdamW updates.
-FUSED_DEVICES = ("cpu", "cuda")
-
-
 def build_optimizer(
     model: nn.Module,
     lr: float,
@@ -81,19 +77,17 @@ def build_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW (betas 0.9/0.999) over the parameter groups (``grouping``, by default :func:`parameter_groups`).
 
-    Each group runs at ``lr * lr_scale``. PyTorch's fused implementation (one kernel for
-    every parameter, on CPU as on CUDA) is used when every parameter is a floating-point
-    tensor on a device it supports: the same update, fewer operations a step, which is a
-    tenth of a compact model's step on a CPU.
+    Each group runs at ``lr * lr_scale``. PyTorch's default implementation: its fused one
+    (``fused=True``) made a compact model's CPU step 14 % faster, but the built-in digits
+    run reached 86.6 % and 88.3 % top-1 with it against 92.7 % and 97.2 % without (seeds 0
+    and 1, same settings), so it is not used until that is understood.
     """
     groups = (grouping or parameter_groups)(model, weight_decay, layer_decay)
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
     for group in groups:
         group["lr"] = lr * float(group["lr_scale"])  # type: ignore[arg-type]
-    parameters = [parameter for group in groups for parameter in group["params"]]  # type: ignore[attr-defined]
-    fused = all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in parameters)
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
 
 class WarmupCosine:
