@@ -68,6 +68,7 @@ def parameter_groups(
         groups[key]["params"].append(parameter)  # type: ignore[union-attr]
     return list(groups.values())
 
+
 def build_optimizer(
     model: nn.Module,
     lr: float,
